@@ -300,7 +300,7 @@ def _following_bn(model, layers):
 
 def _finite(x):
     x = x.detach()
-    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+    return math.isfinite(float(x.sum())) or bool(torch.isfinite(x).all())
 
 def _check_weight(w, name):
     if isinstance(w, nn.parameter.UninitializedParameter):
@@ -372,7 +372,7 @@ class Sparsifier:
             self.granularity.check(out_in(l, l.weight.detach()), n)
         self.targets = self._resolve(layer_sparsity)
         self._bn = _following_bn(model, self.layers) if self.granularity.kills_channel else {}
-        self._hooks,self.frozen = {},False
+        self._hooks,self.frozen,self._lean = {},False,{}
 
     def _resolve(self, ls):
         "{layer name: own final target} from `layer_sparsity`"
@@ -497,6 +497,108 @@ def check_target(self:Sparsifier, target:float # the final sparsity (%) a schedu
                          f"the final target must be {g.max_sparsity:g}, got {target!r}")
     return t
 
+# %% ../nbs/03_sparsifier.ipynb #81c2226f
+_LEAN_MAX = 1 << 20   # weights per layer up to which the lean path caches float32 masks and scratch (8 bytes per weight)
+_KTH_DIRECT = 1 << 14 # scores per layer up to which one `kthvalue` finds the threshold
+_ROW = 64             # scores per row of the row-minimum tournament in `_kth`
+
+def _nth_from(x, fx, f, h, r, above):
+    "The `r`-th smallest score >= `h` (above) or `r`-th largest < `h`; `fx = f[:n]` holds 1. where x < h, else 0."
+    R = f.numel()//_ROW
+    if above:
+        torch.maximum(x, fx.sub_(.5).div_(0.), out=fx); f[x.numel():] = math.inf   # scores < h -> max(x, .5/0 = inf), others: max(x, -inf) = x
+        y = f.view(R, _ROW)
+        return float(y[y.amin(1).topk(r, largest=False).indices].view(-1).kthvalue(r).values)
+    torch.minimum(x, fx.sub_(.5).div_(0.), out=fx); f[x.numel():] = -math.inf      # scores >= h -> -inf, others: x
+    y = f.view(R, _ROW)
+    c = y[y.amax(1).topk(r).indices].view(-1)
+    return float(c.kthvalue(c.numel() - r + 1).values)
+
+def _kth(x, k, f, st, probes=4):
+    "Exact `k`-th smallest (1-based) of the flat float32 scores `x`; `f`: scratch of whole rows; `st`: previous threshold and slope"
+    n = x.numel()
+    if n <= _KTH_DIRECT or st.t is None: return None
+    fx,h,lim = f[:n],st.t,max(f.numel()//_ROW//8, 1)
+    h0 = c0 = None
+    for _ in range(probes):
+        c = int(torch.lt(x, h, out=fx).sum())        # exact: at most 2**20 ones summed in float32
+        r,above = (k - c, True) if c < k else (c - k + 1, False)
+        if r <= lim: return _nth_from(x, fx, f, h, r, above)
+        if h0 is not None and c != c0 and h != h0: st.rho = (c - c0)/(h - h0)
+        if not st.rho or not math.isfinite(st.rho) or st.rho <= 0: return None
+        h0,c0 = h,c
+        h = h + (k - c - .5)/st.rho                   # secant step towards rank k
+        if not math.isfinite(h) or h == h0: return None
+    return None
+
+class _Lean:
+    "Lean-path state of one layer: float32 copy of its mask, scratch, last threshold and score density near it"
+    def __init__(self, w):
+        self.shape,self.dev,self.n = w.shape,w.device,w.numel()
+        self.mf = torch.empty(w.shape, dtype=torch.float32, device=w.device)
+        self.f,self.mask,self.ver,self.t,self.rho = None,None,None,None,None
+
+    def ok(self, w): return w.shape == self.shape and w.dtype == torch.float32 and w.device == self.dev and w.is_contiguous()
+
+    def sync(self, mask):
+        "The float mask (shaped like the weight), rebuilt from the bool `mask` if that was replaced or written since; None if it cannot be used"
+        if mask is not self.mask or mask._version != self.ver:
+            if mask.shape != self.shape or mask.dtype != torch.bool or not mask.is_contiguous(): return None
+            self.mf.copy_(mask.view(torch.uint8)); self.mask,self.ver = mask,mask._version
+        return self.mf
+
+    def keep(self, wp, w, mask):
+        "`wp = where(mask, w, wp)` with float passes (exact: values times 1. or 0., then added to 0.)"
+        mf = self.sync(mask)
+        if mf is None or not (wp.is_contiguous() and wp.dtype == torch.float32 and wp.shape == self.shape): return _copy_where(wp, w, mask)
+        fl = self.scratch()[:self.n].view(self.shape)
+        wp.mul_(torch.sub(1., mf, out=fl)).addcmul_(w, mf)
+
+    def scratch(self):
+        if self.f is None: self.f = torch.empty(-(-self.n//_ROW)*_ROW, dtype=torch.float32, device=self.dev)
+        return self.f
+
+    def select(self, sp, name, layer, s, keep_pruned):
+        "New mask of the layer: exactly `round(s/100*n)` lowest scores pruned (ties: earliest first); weights untouched"
+        mask = layer.weight_mask
+        src = (layer.weight_pruned if keep_pruned else layer.weight).detach().reshape(-1)
+        x = sp.criteria.score(name, layer, src)
+        _check_scores(x, name, src)
+        x = x.float().contiguous()
+        k,n,mf = round(s/100*self.n),self.n,self.mf.view(-1)
+        if k <= 0: mf.fill_(1.)
+        elif k >= n: mf.zero_()
+        else:
+            t = _kth(x, k, self.scratch(), self)
+            if t is None:
+                t = float(x.kthvalue(k).values)
+                if self.rho is None and n > _KTH_DIRECT:
+                    lo = float(x.amin())
+                    if t > lo: self.rho = k/(t - lo)
+            self.t = t
+            c_le = n - int(torch.gt(x, t, out=mf).sum())   # exact count (float32 sum of at most 2**20 ones)
+            if c_le > k:                                    # ties at t: prune the earliest ones, keep the rest
+                e = (x == t).nonzero().squeeze(1)
+                mf[e[k - (c_le - e.numel()):]] = 1.
+        mask.copy_(self.mf); self.mask,self.ver = mask,mask._version
+
+    def write(self, layer, keep_pruned):
+        "Weights = (pruned values or weights) times the float mask"
+        w = layer.weight.detach()
+        if keep_pruned: torch.mul(layer.weight_pruned.detach(), self.mf, out=w)
+        else: w.mul_(self.mf)
+
+@patch
+def _lean_state(self:Sparsifier, name, layer):
+    "The layer's `_Lean` if it can take the lean path of `apply_masks` (float32, contiguous, at most `_LEAN_MAX` weights), else None"
+    d = self.__dict__.setdefault('_lean', {})
+    st,w = d.get(name),layer.weight
+    if st is not None and st.ok(w): return st
+    if not (isinstance(w, Tensor) and not isinstance(w, nn.parameter.UninitializedParameter) and w.dtype == torch.float32
+            and w.is_contiguous() and 0 < w.numel() <= _LEAN_MAX): return None
+    d[name] = st = _Lean(w)
+    return st
+
 # %% ../nbs/03_sparsifier.ipynb #0600c0cc
 @patch
 def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: up to its pattern's sparsity)
@@ -518,16 +620,25 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
             wp = _named_buffer(l, 'weight_pruned') if keep_pruned_values else None
             if wp is not None and wp.shape == l.weight.shape: _check_weight(wp, n)
         self.attach()
+        kc = self.granularity.kills_channel
+        lean = {}                                   # layers on the lean path (see above)
+        if self.context == 'local' and self.granularity.elementwise and not kc and _elementwise(self.criteria):
+            for n,l in self.layers.items():
+                st = self._lean_state(n, l)
+                if st is not None and st.sync(l.weight_mask) is not None: lean[n] = st
         for n,l in self.layers.items():
             wp = _named_buffer(l, 'weight_pruned')
             if not keep_pruned_values: _drop(l, 'weight_pruned')
             elif wp is None or wp.shape != l.weight.shape: l.register_buffer('weight_pruned', l.weight.detach().clone())
-            else: _copy_where(wp, l.weight.detach(), l.weight_mask)  # now the effective weights
-        kc = self.granularity.kills_channel
+            elif n in lean: lean[n].keep(wp, l.weight.detach(), l.weight_mask)    # now the effective weights
+            else: _copy_where(wp, l.weight.detach(), l.weight_mask)
         old = {n: _chan_keep(l, l.weight_mask) for n,l in self.layers.items()} if kc else {}
-        srcs = {n: _Src(self, n, l, keep_pruned_values) for n,l in self.layers.items()}
+        srcs = {n: _Src(self, n, l, keep_pruned_values) for n,l in self.layers.items() if n not in lean}
         if self.context == 'local':
-            for n,src in srcs.items(): self._local(src, own.get(n, s))
+            for n,l in self.layers.items():
+                if n in lean: lean[n].select(self, n, l, own.get(n, s), keep_pruned_values)
+                else: self._local(srcs[n], own.get(n, s))
+            for n,st in lean.items(): st.write(self.layers[n], keep_pruned_values)
         else:
             for n in own: self._local(srcs[n], own[n])
             pool = [src for n,src in srcs.items() if n not in own]
@@ -566,11 +677,16 @@ def _global(self:Sparsifier, srcs, s):
 def apply_masks(self:Sparsifier):
     "Zero masked weights in place (for 'filter', also bias and BatchNorm of dead channels): call after each optimizer step"
     with torch.no_grad():
+        ws,ms,kc = [],[],self.granularity.kills_channel
         for n,l in self.layers.items():
             m = _named_buffer(l, 'weight_mask')
             if m is None: continue
-            _mul_mask(l.weight, m)
-            if self.granularity.kills_channel: _kill_channels(l, self._bn.get(n), _chan_keep(l, m))
+            st = self._lean_state(n, l)
+            mf = None if st is None else st.sync(m)
+            if mf is None: _mul_mask(l.weight, m)
+            else: ws.append(l.weight); ms.append(mf)
+            if kc: _kill_channels(l, self._bn.get(n), _chan_keep(l, m))
+        if ws: torch._foreach_mul_(ws, ms)   # all lean layers in one call
 
 @patch
 def freeze(self:Sparsifier):
@@ -584,7 +700,7 @@ def detach(self:Sparsifier, keep_masks:bool=False # keep the `weight_mask` buffe
     "Apply the masks one last time, then remove buffers and hooks: the weights keep their exact zeros"
     self.apply_masks()
     for h in self._hooks.values(): h.remove()
-    self._hooks = {}
+    self._hooks,self._lean = {},{}
     for l in self.layers.values():
         _drop(l, 'weight_pruned')
         if not keep_masks: _drop(l, 'weight_mask')
@@ -610,8 +726,12 @@ def sparsity_report(model:nn.Module, # any model
 @patch
 def sparsity(self:Sparsifier)->float:
     "Realised % of zero weights over the selected layers, counted"
-    p = sum(l.weight.numel() for l in self.layers.values())
-    z = sum(l.weight.numel() - int(torch.count_nonzero(l.weight.detach())) for l in self.layers.values())
+    p = z = 0
+    for n,l in self.layers.items():
+        w,st = l.weight.detach(),self.__dict__.get('_lean', {}).get(n)
+        p += w.numel()
+        if st is not None and st.ok(w): z += int(torch.eq(w, 0, out=st.scratch()[:st.n].view(st.shape)).sum())  # float pass, exact sum
+        else: z += w.numel() - int(torch.count_nonzero(w))
     return 100*z/p if p else 0.
 
 @patch
