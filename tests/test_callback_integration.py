@@ -147,3 +147,12 @@ def test_masks_frozen_after_ramp_by_default():
     learn, spy = digits_learner(), MaskSpy()
     fit(learn, 3, 3e-2, cbs=[SparsifyCallback(80, schedule=one_shot, end_epoch=1, keep_masks=True), spy])
     assert len(spy.seen) > 1 and all(torch.equal(spy.seen[0], s) for s in spy.seen)
+
+def test_with_save_model_callback_reloading_best(tmp_path):
+    "SaveModelCallback's end-of-fit reload works (masks kept, with a warning); make_permanent then finishes"
+    learn = digits_learner(path=tmp_path)
+    with pytest.warns(UserWarning, match='make_permanent'):
+        fit(learn, 3, 1e-2, cbs=[SparsifyCallback(90, schedule=sched_agp, end_epoch=1), SaveModelCallback()])
+    make_permanent(learn.model)
+    assert not any('mask' in k or 'pruned' in k for k in learn.model.state_dict())
+    assert_exact(learn.model, 90)     # every epoch after end_epoch 1 is at the target, so is the best one
