@@ -7,7 +7,7 @@ Docs: https://fasterprune.github.io/fasterprune/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/05b_all.ipynb #c27c5f77
+# %% ../nbs/05b_all.ipynb #a16f6dd4
 from . import schedules as _sch, granularity as _gr, criteria as _cr, sparsifier as _sp, callback as _cb, export as _ex
 from .schedules import *
 from .granularity import *
