@@ -108,37 +108,38 @@ class SparsifyCallback(Callback):
         self._applied = np.array([self._vals[i] for i in steps])
         self._last_step = steps[-1] if steps else -1
 
-    def _realised(self): return self.realised
-
-    def before_batch(self):
-        "Position in the fit and scheduled sparsity of this training batch"
-        learn, d = self.learn, self.__dict__      # per-batch state set through __dict__: fastai's checked setattr is slow
-        if not learn.training: return
-        d['i'] = i = learn.epoch*self.n_batch + learn.iter
-        d['scheduled'] = self._vals[i]
-        if self.resume:   # a checkpoint's masks: continue as the uninterrupted run would have
-            self.last = self._applied[self._steps < self.i][-1] if (self._steps < self.i).any() else None
-            self.resume = False
+    def _realised(self): return self.sparsifier.sparsity()   # the fit-table column: zeros counted in the weights
 
     def before_step(self):
-        "Let gradient criteria see the gradients, and recompute the masks where the schedule says so"
+        "Gradient criteria see the gradients before the optimizer uses them"
         if self.criteria.needs_grad: self.criteria.update(self.sparsifier.layers)
-        i, last = self.i, self.last
-        if last == self._prev[i]: go = i in self._dec    # as planned in before_fit
-        else: go = self.active.is_prune_step(i, self.n_epochs, self.n_batch, self.scheduled, last)
-        if go: self._prune(self.scheduled)
-
-    def _prune(self, value):
-        # pruned weights keep their last values only while a later step may bring them back
-        self.sparsifier.prune(value, keep_pruned_values=bool(self.i < self._last_step), final=self.active.end or None)
-        self.__dict__.update(last=value, realised=self.sparsifier.sparsity(), n_prunes=self.n_prunes + 1)
 
     def after_step(self):
-        "Masks again after the update: momentum and weight decay never revive a pruned weight"
-        self.sparsifier.apply_masks()
+        "Masks after every update (momentum and weight decay never revive a pruned weight), recomputed where the schedule says so"
+        learn, d = self.learn, self.__dict__      # per-batch state set through __dict__: fastai's checked setattr is slow
+        d['i'] = i = learn.epoch*self.n_batch + learn.iter
+        if self.resume:   # a checkpoint's masks: continue as the uninterrupted run would have
+            d['last'] = self._applied[self._steps < i][-1] if (self._steps < i).any() else None
+            d['resume'] = False
+        last = self.last
+        if last == self._prev[i]: go = i in self._dec    # as planned in before_fit
+        else: go = self.active.is_prune_step(i, self.n_epochs, self.n_batch, self._vals[i], last)
+        if go: self._prune(self._vals[i])
+        else: self.sparsifier.apply_masks()
+
+    def _prune(self, value):
+        "New masks at `value` %, ranking masked weights by their last values; those go once no later step can use them"
+        sp = self.sparsifier
+        sp.prune(value, keep_pruned_values=True, final=self.active.end or None)
+        if self.i >= self._last_step: sp.drop_pruned_values()
+        self.__dict__.update(last=value, realised=sp.masked(), n_prunes=self.n_prunes + 1)
 
     def after_batch(self):
-        if self.learn.training: self.history.append(((self.i + 1)/self.n_batch, self.scheduled, self.realised))
+        "Scheduled and realised sparsity of this training batch, for `plot`"
+        learn = self.learn
+        if learn.training:
+            i = learn.epoch*self.n_batch + learn.iter
+            self.history.append(((i + 1)/self.n_batch, self._vals[i], self.realised))
 
     def after_cancel_fit(self): self.cancelled = True
 
@@ -169,7 +170,7 @@ def plot(self:SparsifyCallback, ax=None):
     if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))
     h = np.array(self.history).reshape(-1, 3)
     ax.plot(h[:, 0], h[:, 1], label='scheduled', lw=2, alpha=.6)
-    ax.step(h[:, 0], h[:, 2], where='post', label='realised (counted zeros)', ls='--', color='k', lw=1)
+    ax.step(h[:, 0], h[:, 2], where='post', label='realised (masked weights)', ls='--', color='k', lw=1)
     ax.set(xlabel='epoch', ylabel='sparsity (%)', xlim=(0, self.n_epochs),
            title=f'{self.sparsity:g} % {self.context}, {self.n_prunes} mask updates')
     ax.legend(loc='lower right', fontsize='small')

@@ -498,45 +498,36 @@ def check_target(self:Sparsifier, target:float # the final sparsity (%) a schedu
     return t
 
 # %% ../nbs/03_sparsifier.ipynb #dd9e1663
-_LEAN_MAX = 1 << 17   # weights per layer up to which the lean path caches float32 masks and scratch (8 bytes per weight)
+_LEAN_MAX = 1 << 17   # weights per layer up to which the lean path keeps float32 buffers (12 bytes per weight)
 _KTH_DIRECT = 1 << 14 # scores per layer up to which one `kthvalue` finds the threshold
-_ROW = 64             # scores per row of the row-minimum tournament in `_kth`
+_ROW = 64             # scores per row of the tournament that corrects a predicted threshold
+_BIG = 3e38           # "out of reach" in the tournament (finite, so that lerp is exact at weights 0. and 1.)
 
-def _nth_from(x, fx, f, h, r, above):
-    "The `r`-th smallest score >= `h` (above) or `r`-th largest < `h`; `fx = f[:n]` holds 1. where x < h, else 0."
-    R = f.numel()//_ROW
-    if above:
-        torch.maximum(x, fx.sub_(.5).div_(0.), out=fx); f[x.numel():] = math.inf   # scores < h -> max(x, .5/0 = inf), others: max(x, -inf) = x
-        y = f.view(R, _ROW)
-        return float(y[y.amin(1).topk(r, largest=False).indices].view(-1).kthvalue(r).values)
-    torch.minimum(x, fx.sub_(.5).div_(0.), out=fx); f[x.numel():] = -math.inf      # scores >= h -> -inf, others: x
-    y = f.view(R, _ROW)
-    c = y[y.amax(1).topk(r).indices].view(-1)
-    return float(c.kthvalue(c.numel() - r + 1).values)
+def _score_into(crit, name, layer, e, out):
+    "Scores of the flat effective weights `e` into the float32 buffer `out`"
+    if type(crit) is LargeFinal: return torch.abs(e, out=out)      # the common case, without a temporary
+    w = e.view(layer.weight.shape)
+    s = crit.score(name, layer, w)
+    _check_scores(s, name, w)
+    return out.copy_(s.reshape(-1))
 
-def _kth(x, k, f, st, probes=4):
-    "Exact `k`-th smallest (1-based) of the flat float32 scores `x`; `f`: scratch of whole rows; `st`: previous threshold and slope"
-    n = x.numel()
-    if n <= _KTH_DIRECT or st.t is None: return None
-    fx,h,lim = f[:n],st.t,max(f.numel()//_ROW//8, 1)
-    h0 = c0 = None
-    for _ in range(probes):
-        c = int(torch.lt(x, h, out=fx).sum())        # exact: at most 2**17 ones summed in float32
-        r,above = (k - c, True) if c < k else (c - k + 1, False)
-        if r <= lim: return _nth_from(x, fx, f, h, r, above)
-        if h0 is not None and c != c0 and h != h0: st.rho = (c - c0)/(h - h0)
-        if not st.rho or not math.isfinite(st.rho) or st.rho <= 0: return None
-        h0,c0 = h,c
-        h = h + (k - c - .5)/st.rho                   # secant step towards rank k
-        if not math.isfinite(h) or h == h0: return None
-    return None
+def _keep_latest_ties(x, mf, t, extra):
+    "Of the scores equal to `t` (all pruned in `mf`), keep the latest `extra`: ties are pruned earliest first"
+    e = (x == t).nonzero().squeeze(1)
+    mf[e[e.numel() - extra:]] = 1.
 
 class _Lean:
-    "Lean-path state of one layer: float32 copy of its mask, scratch, last threshold and score density near it"
+    "Lean-path state of one layer: float32 mask, scores and tournament rows; last threshold, count and score density"
     def __init__(self, w):
         self.shape,self.dev,self.n = w.shape,w.device,w.numel()
-        self.mf = torch.empty(w.shape, dtype=torch.float32, device=w.device)
-        self.f,self.mask,self.ver,self.t,self.rho = None,None,None,None,None
+        self.R = -(-self.n//_ROW)
+        self.mrow = torch.zeros(self.R*_ROW, dtype=torch.float32, device=w.device)   # float mask, padded with 0.
+        self.mf = self.mrow[:self.n].view(w.shape)
+        self.x = torch.empty(self.n, dtype=torch.float32, device=w.device)
+        self.y = torch.empty(self.R*_ROW, dtype=torch.float32, device=w.device)
+        self.yn,self.yv,self.mv,self.pad = self.y[:self.n],self.y.view(self.R, _ROW),self.mrow.view(self.R, _ROW),self.R*_ROW > self.n
+        self.far_hi,self.far_lo = (self.x.new_full((), v).expand(self.n) for v in (_BIG, -_BIG))
+        self.mask,self.ver,self.t,self.k,self.rho,self.kept,self.drift = None,None,None,0,None,self.n,0.
 
     def ok(self, w): return w.shape == self.shape and w.dtype == torch.float32 and w.device == self.dev and w.is_contiguous()
 
@@ -545,45 +536,68 @@ class _Lean:
         if mask is not self.mask or mask._version != self.ver:
             if mask.shape != self.shape or mask.dtype != torch.bool or not mask.is_contiguous(): return None
             self.mf.copy_(mask.view(torch.uint8)); self.mask,self.ver = mask,mask._version
+            self.kept = int(self.mrow.sum())
         return self.mf
 
-    def keep(self, wp, w, mask):
-        "`wp = where(mask, w, wp)` with float passes (exact: values times 1. or 0., then added to 0.)"
-        mf = self.sync(mask)
-        if mf is None or not (wp.is_contiguous() and wp.dtype == torch.float32 and wp.shape == self.shape): return _copy_where(wp, w, mask)
-        fl = self.scratch()[:self.n].view(self.shape)
-        wp.mul_(torch.sub(1., mf, out=fl)).addcmul_(w, mf)
+    def scores(self, crit, name, layer, keep_pruned)->bool:
+        "Effective weights (kept values where masked, or zeros), then their scores into `x`: are they all finite?"
+        w = layer.weight.detach()
+        e = layer.weight_pruned.lerp_(w, self.mf) if keep_pruned else w
+        return math.isfinite(float(_score_into(crit, name, layer, e.view(-1), self.x).sum()))
 
-    def scratch(self):
-        if self.f is None: self.f = torch.empty(-(-self.n//_ROW)*_ROW, dtype=torch.float32, device=self.dev)
-        return self.f
-
-    def select(self, sp, name, layer, s, keep_pruned):
-        "New mask of the layer: exactly `round(s/100*n)` lowest scores pruned (ties: earliest first); weights untouched"
-        mask = layer.weight_mask
-        src = (layer.weight_pruned if keep_pruned else layer.weight).detach().reshape(-1)
-        x = sp.criteria.score(name, layer, src)
-        _check_scores(x, name, src)
-        x = x.float().contiguous()
-        k,n,mf = round(s/100*self.n),self.n,self.mf.view(-1)
+    def select(self, k):
+        "New float mask: exactly the `k` lowest scores pruned (ties: earliest first)"
+        n,x,mf = self.n,self.x,self.mrow[:self.n]
         if k <= 0: mf.fill_(1.)
         elif k >= n: mf.zero_()
+        elif n <= _KTH_DIRECT or self.t is None or not self.rho: self._direct(k)
         else:
-            t = _kth(x, k, self.scratch(), self)
-            if t is None:
-                t = float(x.kthvalue(k).values)
-                if self.rho is None and n > _KTH_DIRECT:
-                    lo = float(x.amin())
-                    if t > lo: self.rho = k/(t - lo)
-            self.t = t
-            c_le = n - int(torch.gt(x, t, out=mf).sum())   # exact count (float32 sum of at most 2**17 ones)
-            if c_le > k:                                    # ties at t: prune the earliest ones, keep the rest
-                e = (x == t).nonzero().squeeze(1)
-                mf[e[k - (c_le - e.numel()):]] = 1.
-        mask.copy_(self.mf); self.mask,self.ver = mask,mask._version
+            # the last threshold, moved by the change of the count less the drift of the scores seen in the last steps
+            h = self.t + (k - self.k - self.drift)/self.rho
+            c = n - int(torch.gt(x, h, out=mf).sum())        # pruned by `scores > h` (exact float32 sum of <= 2**17 ones)
+            self.drift = .7*self.drift + .3*(c - k + self.drift)   # c - k: this step's drift less the one predicted
+            t = h if c == k else self._flip(k, c)
+            if t is None: self._direct(k)
+            else:
+                if c != k and t != h and abs(c - k) > 8: self.rho = .5*self.rho + .5*abs(c - k)/abs(t - h)
+                self.t = t
+        self.k,self.kept = k,n - k
 
-    def write(self, layer, keep_pruned):
-        "Weights = (pruned values or weights) times the float mask"
+    def _direct(self, k):
+        "One `kthvalue` over all scores (ties: earliest pruned); the score density near it seeds the predictions"
+        x,mf = self.x,self.mrow[:self.n]
+        t = float(x.kthvalue(k).values)
+        c = self.n - int(torch.gt(x, t, out=mf).sum())
+        if c > k: _keep_latest_ties(x, mf, t, c - k)
+        if self.n > _KTH_DIRECT and (self.t is None or not self.rho):
+            lo = float(x.amin())
+            self.rho = k/(t - lo) if t > lo else None
+        self.t = t
+
+    def _flip(self, k, c):
+        "Make the mask, which prunes `c`, prune `k`: flip the `r = |k - c|` nearest the cut (None: ties or `r` too large)"
+        r = abs(k - c)
+        if r >= self.R//4: return None
+        low = c < k                                          # prune the r lowest kept scores, else revive the r highest pruned
+        if low: torch.lerp(self.far_hi, self.x, self.mrow[:self.n], out=self.yn)   # kept: their score, pruned: out of reach
+        else:   torch.lerp(self.x, self.far_lo, self.mrow[:self.n], out=self.yn)   # pruned: their score, kept: out of reach
+        if self.pad: self.y[self.n:] = math.inf if low else -math.inf
+        yv,mv = self.yv,self.mv
+        best,idx = (yv.amin(1) if low else yv.amax(1)).topk(r + 1, largest=not low)
+        idx = idx.narrow(0, 0, r)
+        rows,m = yv.index_select(0, idx),mv.index_select(0, idx)
+        v = rows.view(-1)
+        t = float(v.kthvalue(r if low else v.numel() - r + 1).values)
+        nxt = float(best[r])                                 # the best row extreme left out must not reach t
+        if (nxt <= t) if low else (nxt >= t): return None
+        new = torch.gt(rows, t).float().mul_(m) if low else torch.ge(rows, t).float().maximum(m)   # kept above t stay; pruned at or above t return
+        if abs(int((m - new).sum())) != r: return None     # ties at t: the exact selection decides
+        mv.index_copy_(0, idx, new)
+        return t
+
+    def write(self, layer, mask, keep_pruned):
+        "Bool mask and weights from the float mask"
+        mask.copy_(self.mf); self.mask,self.ver = mask,mask._version
         w = layer.weight.detach()
         if keep_pruned: torch.mul(layer.weight_pruned.detach(), self.mf, out=w)
         else: w.mul_(self.mf)
@@ -601,6 +615,17 @@ def _lean_state(self:Sparsifier, name, layer):
 
 # %% ../nbs/03_sparsifier.ipynb #c39e47d7
 @patch
+def _lean_layers(self:Sparsifier):
+    "{name: `_Lean`} of the layers that take the lean path in this `prune` (masks attached)"
+    if not (self.context == 'local' and self.granularity.elementwise and not self.granularity.kills_channel
+            and _elementwise(self.criteria)): return {}
+    res = {}
+    for n,l in self.layers.items():
+        st = self._lean_state(n, l)
+        if st is not None and st.sync(l.weight_mask) is not None: res[n] = st
+    return res
+
+@patch
 def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: up to its pattern's sparsity)
           keep_pruned_values:bool=False, # keep masked weights' last values in `weight_pruned` (they can come back)
           final:float|None=None, # the final overall target a schedule ramps to: per-layer targets ramp in proportion
@@ -613,32 +638,39 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
     if final is not None and (not _is_num(final) or not 0 < final <= 100):
         raise ValueError(f"final must be None or a number in (0, 100] (percent), got {final!r}")
     top = self.granularity.max_sparsity
-    own = {n: (T if final is None else min(T*s/final, top)) for n,T in self.targets.items()}
+    own = {n: (T if final is None else min(T*s/final, top)) for n,T in self.targets.items()} if self.targets else {}
+    keep = keep_pruned_values
     with torch.no_grad():
+        # weights are checked before anything changes: the lean layers' by their scores' sum below, the others here
+        # (and all of them in the first call, which also attaches the masks)
+        fresh = any(_named_buffer(l, 'weight_mask') is None for l in self.layers.values())
+        lean = {} if fresh else self._lean_layers()
         for n,l in self.layers.items():
+            if n in lean: continue
             _check_weight(l.weight, n)
-            wp = _named_buffer(l, 'weight_pruned') if keep_pruned_values else None
+            wp = _named_buffer(l, 'weight_pruned') if keep else None
             if wp is not None and wp.shape == l.weight.shape: _check_weight(wp, n)
         self.attach()
+        if fresh: lean = self._lean_layers()
         kc = self.granularity.kills_channel
-        lean = {}                                   # layers on the lean path (see above)
-        if self.context == 'local' and self.granularity.elementwise and not kc and _elementwise(self.criteria):
-            for n,l in self.layers.items():
-                st = self._lean_state(n, l)
-                if st is not None and st.sync(l.weight_mask) is not None: lean[n] = st
         for n,l in self.layers.items():
             wp = _named_buffer(l, 'weight_pruned')
-            if not keep_pruned_values: _drop(l, 'weight_pruned')
+            if not keep: _drop(l, 'weight_pruned')
             elif wp is None or wp.shape != l.weight.shape: l.register_buffer('weight_pruned', l.weight.detach().clone())
-            elif n in lean: lean[n].keep(wp, l.weight.detach(), l.weight_mask)    # now the effective weights
-            else: _copy_where(wp, l.weight.detach(), l.weight_mask)
+        for n,st in lean.items():                            # effective weights and scores: all checked before any change
+            l = self.layers[n]
+            if not st.scores(self.criteria, n, l, keep):
+                _check_weight(l.weight_pruned if keep else l.weight, n)
+                raise ValueError(f"scores for layer {n!r} are not finite")
+        for n,l in self.layers.items():
+            if keep and n not in lean: _copy_where(l.weight_pruned, l.weight.detach(), l.weight_mask)
         old = {n: _chan_keep(l, l.weight_mask) for n,l in self.layers.items()} if kc else {}
-        srcs = {n: _Src(self, n, l, keep_pruned_values) for n,l in self.layers.items() if n not in lean}
+        srcs = {n: _Src(self, n, l, keep) for n,l in self.layers.items() if n not in lean}
         if self.context == 'local':
             for n,l in self.layers.items():
-                if n in lean: lean[n].select(self, n, l, own.get(n, s), keep_pruned_values)
+                if n in lean: st = lean[n]; st.select(round(own.get(n, s)/100*st.n))
                 else: self._local(srcs[n], own.get(n, s))
-            for n,st in lean.items(): st.write(self.layers[n], keep_pruned_values)
+            for n,st in lean.items(): l = self.layers[n]; st.write(l, l.weight_mask, keep)
         else:
             for n in own: self._local(srcs[n], own[n])
             pool = [src for n,src in srcs.items() if n not in own]
@@ -646,12 +678,13 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
         for n,src in srcs.items():
             src.write()
             l = src.layer
-            if keep_pruned_values: l.weight.copy_(l.weight_pruned)
+            if keep: l.weight.copy_(l.weight_pruned)
             _mul_mask(l.weight, l.weight_mask)
             if kc:
-                keep = _chan_keep(l, l.weight_mask)
-                _kill_channels(l, self._bn.get(n), keep)
-                _revive_bn(self._bn.get(n), keep & ~old[n])
+                keep_c = _chan_keep(l, l.weight_mask)
+                _kill_channels(l, self._bn.get(n), keep_c)
+                _revive_bn(self._bn.get(n), keep_c & ~old[n])
+        self.kept = {n: (lean[n].kept if n in lean else int(torch.count_nonzero(l.weight_mask))) for n,l in self.layers.items()}
 
 @patch
 def _local(self:Sparsifier, src, s):
@@ -672,6 +705,14 @@ def _global(self:Sparsifier, srcs, s):
     _select(lambda i,sl,first: srcs[i].get(sl, first), [src.out for src in srcs], k, mins if any(mins) else None)
     for src in srcs: src.release()
 
+@patch
+def masked(self:Sparsifier)->float:
+    "% of the selected layers' weights masked by the last `prune` (exact counts, no pass over the weights)"
+    kept = self.__dict__.get('kept')
+    if not kept: return 0.
+    n = sum(l.weight.numel() for l in self.layers.values())
+    return 100*(n - sum(kept.values()))/n if n else 0.
+
 # %% ../nbs/03_sparsifier.ipynb #682acbd8
 @patch
 def apply_masks(self:Sparsifier):
@@ -689,9 +730,14 @@ def apply_masks(self:Sparsifier):
         if ws: torch._foreach_mul_(ws, ms)   # all lean layers in one call
 
 @patch
+def drop_pruned_values(self:Sparsifier):
+    "Drop the `weight_pruned` buffers: masked weights can no longer come back with their last values"
+    for l in self.layers.values(): _drop(l, 'weight_pruned')
+
+@patch
 def freeze(self:Sparsifier):
     "Masks stop changing: drop the `weight_pruned` buffers; `prune` raises from now on"
-    for l in self.layers.values(): _drop(l, 'weight_pruned')
+    self.drop_pruned_values()
     self.frozen = True
 
 @patch
@@ -730,7 +776,7 @@ def sparsity(self:Sparsifier)->float:
     for n,l in self.layers.items():
         w,st = l.weight.detach(),self.__dict__.get('_lean', {}).get(n)
         p += w.numel()
-        if st is not None and st.ok(w): z += int(torch.eq(w, 0, out=st.scratch()[:st.n].view(st.shape)).sum())  # float pass, exact sum
+        if st is not None and st.ok(w): z += int(torch.eq(w, 0, out=st.y[:st.n].view(st.shape)).sum())  # float pass, exact sum
         else: z += w.numel() - int(torch.count_nonzero(w))
     return 100*z/p if p else 0.
 
