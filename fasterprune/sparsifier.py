@@ -555,7 +555,7 @@ class _Lean:
             # the last threshold, moved by the change of the count less the drift of the scores seen in the last steps
             h = self.t + (k - self.k - self.drift)/self.rho
             c = n - int(torch.gt(x, h, out=mf).sum())        # pruned by `scores > h` (exact float32 sum of <= 2**17 ones)
-            self.drift = .7*self.drift + .3*(c - k + self.drift)   # c - k: this step's drift less the one predicted
+            self.drift += .3*(c - k)                             # c - k: this step's drift less the one predicted
             t = h if c == k else self._flip(k, c)
             if t is None: self._direct(k)
             else:
@@ -771,14 +771,8 @@ def sparsity_report(model:nn.Module, # any model
 
 @patch
 def sparsity(self:Sparsifier)->float:
-    "Realised % of zero weights over the selected layers, counted"
-    p = z = 0
-    for n,l in self.layers.items():
-        w,st = l.weight.detach(),self.__dict__.get('_lean', {}).get(n)
-        p += w.numel()
-        if st is not None and st.ok(w): z += int(torch.eq(w, 0, out=st.y[:st.n].view(st.shape)).sum())  # float pass, exact sum
-        else: z += w.numel() - int(torch.count_nonzero(w))
-    return 100*z/p if p else 0.
+    "Realised % of zero weights over the selected layers, counted (the 'total' row of `report`)"
+    return float(self.report()['sparsity'].iloc[-1])
 
 @patch
 def report(self:Sparsifier)->pd.DataFrame:
