@@ -6,11 +6,15 @@ Docs: https://fasterprune.github.io/fasterprune/export.html.md"""
 
 # %% ../nbs/05_export.ipynb #54ce96db
 from __future__ import annotations
-import torch
+import copy, warnings
+import torch, pandas as pd
 from torch import nn
+from .granularity import out_in
+from .groups import channel_groups, _inputs
+from .sparsifier import output_layer, prunable_types
 
 # %% auto #0
-__all__ = ['has_masks', 'make_permanent']
+__all__ = ['has_masks', 'make_permanent', 'compact', 'compact_report']
 
 # %% ../nbs/05_export.ipynb #08b6fb0b
 def _is_fasterprune(hook)->bool:
@@ -30,12 +34,152 @@ def has_masks(model:nn.Module)->bool:
 
 @torch.no_grad()
 def make_permanent(model:nn.Module)->nn.Module:
-    "Apply and remove every mask of `model` (in place): exact zeros stay, buffers and hooks go"
+    "Apply and remove every mask of `model` (in place): exact zeros (+0.0) stay, buffers and hooks go"
     for m in model.modules():
         for n in _mask_names(m):
             p = m._parameters[n[:-len('_mask')]]
-            p.mul_(m._buffers.pop(n).to(p.dtype))
+            p.mul_(m._buffers.pop(n).to(p.dtype)).add_(0.)    # + 0.0 turns the -0.0 of negative masked weights into +0.0
             m._buffers.pop(n[:-len('_mask')] + '_pruned', None)
         for k in [k for k, h in m._load_state_dict_pre_hooks.items() if _is_fasterprune(h)]:
             del m._load_state_dict_pre_hooks[k]
     return model
+
+# %% ../nbs/05_export.ipynb #143833d1
+def _outputs(o)->list:
+    "The tensors in a model's output, flattened"
+    if isinstance(o, torch.Tensor): return [o]
+    if isinstance(o, dict): o = list(o.values())
+    return [t for x in o for t in _outputs(x)] if isinstance(o, (tuple, list)) else []
+
+def _run(model, xs, arg='example_inputs')->list:
+    "Outputs of `model(*xs)`, or a ValueError naming `arg`"
+    try:
+        with torch.no_grad(): return _outputs(model(*xs))
+    except Exception as e:
+        raise ValueError(f"{arg}: the model's forward pass fails on them ({type(e).__name__}: {e})") from e
+
+def _random_like(xs, seed):
+    "Random normal float inputs shaped like `xs` (other inputs as they are)"
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(x.shape, generator=g).to(x) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                 for x in xs)
+
+def _check_not_pruning(model):
+    "ValueError if a `Sparsifier` (a fit's `SparsifyCallback`) is attached to `model`"
+    for n,m in model.named_modules():
+        if any(_is_fasterprune(h) for h in m._load_state_dict_pre_hooks.values()):
+            raise ValueError(f"layer {n!r} is being pruned (a Sparsifier or SparsifyCallback is attached, as during a fit): "
+                             "compact after the fit, or finish first with make_permanent(model)")
+
+# %% ../nbs/05_export.ipynb #86e0a7d9
+def _foldable(layer)->bool:
+    "Can a constant input channel of `layer` be folded into its bias exactly?"
+    if layer.bias is None: return False
+    if isinstance(layer, nn.Linear): return True
+    pad = layer.padding
+    return not layer.transposed and layer.groups == 1 and (pad == 'valid' or (not isinstance(pad, str) and not any(pad)))
+
+@torch.no_grad()
+def _fold(layer, ch, c):
+    "Add to `layer`'s bias what its input channel `ch` contributes when it holds the constant `c`"
+    w = layer.weight[:, ch]
+    layer.bias += c * w.reshape(w.shape[0], -1).sum(1)
+
+def _channel(x, layer, ch):
+    "Channel `ch` of `x`, an input of `layer` (features last for a Linear, dim 1 for a convolution)"
+    return x[..., ch] if isinstance(layer, nn.Linear) else x[:, ch]
+
+def _removable(g, seen)->tuple:
+    "Root channels of group `g` that can go, the bias folds they need, and why the other dead ones stay"
+    dead, why, folds = g.dead(), {}, {}
+    ok = dead.clone()
+    if g.why and ok.any(): ok[:] = False; why.update({int(r): g.why for r in dead.nonzero()})
+    for name,m,idx,root in g.consumers:
+        for l,r in zip(idx.tolist(), root.tolist()):
+            if not ok[r]: continue
+            xs = [_channel(x, m, l) for x in seen[m]]
+            c = xs[0].flatten()[0]
+            if not all(bool((x == c).all()) for x in xs): ok[r] = False; why[r] = f"what it feeds to {name!r} is not constant"
+            elif c != 0 and not _foldable(m):
+                ok[r] = False; why[r] = f"it feeds the constant {float(c):g} to {name!r}, which cannot fold it into a bias"
+            elif c != 0: folds.setdefault(r, []).append((m, l, float(c)))
+    if ok.any() and ok.all(): ok[-1] = False; why[g.n - 1] = "a layer keeps at least one channel"
+    remove = ok.nonzero().flatten().tolist()
+    return remove, [f for r in remove for f in folds.get(r, [])], why
+
+# %% ../nbs/05_export.ipynb #36018877
+def _remove_dead(model, xs, only=None)->dict:
+    "Remove in place the removable dead channels of `model`'s groups (those rooted at a name in `only`, or all): {root: why kept}"
+    out = output_layer(model)
+    groups = [g for g in channel_groups(model, xs, [model.get_submodule(out)] if out else []) if only is None or g.name in only]
+    cons = {m for g in groups if g.dead().any() for _,m,_,_ in g.consumers}
+    seen = {m: [] for m in cons}     # what the consumers of dead channels read
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen[m].append(a[0].detach())) for m in cons]
+    try: _run(model, xs)
+    finally:
+        for h in hooks: h.remove()
+    plans = [(g, *_removable(g, seen)) for g in groups]
+    for _,_,folds,_ in plans:
+        for m,l,c in folds: _fold(m, l, c)
+    for g,remove,_,_ in plans: g.prune(remove)
+    return {g.name: (len(remove), why) for g,remove,_,why in plans}
+
+def _same(model, probes, refs, atol)->bool:
+    "Does `model` give `refs` (same shapes, max difference <= atol x scale) on `probes`?"
+    try: outs = [_run(model, p) for p in probes]
+    except ValueError: return False
+    return all(a.shape == b.shape and float((a - b).abs().max()) <= atol*max(float(b.abs().max()) if b.numel() else 0., 1.)
+               for out,ref in zip(outs, refs) for a,b in zip(out, ref))
+
+def compact(model:nn.Module, # a pruned model (masks are applied to the copy)
+            example_inputs, # a batch the model accepts: a tensor or a tuple of tensors
+            atol:float=1e-5, # largest output difference allowed, relative to the output's scale (at least 1)
+           )->nn.Module:
+    "A physically smaller copy of `model` without its dead channels; outputs equal in eval mode"
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_not_pruning(model)
+    xs = _inputs(example_inputs)
+    base = make_permanent(copy.deepcopy(model)).eval()
+    probes = [xs, _random_like(xs, 0), _random_like(xs, 1)]
+    refs = [_run(base, p) for p in probes]
+    new = copy.deepcopy(base)
+    res = _remove_dead(new, xs)
+    if not _same(new, probes, refs, atol):      # a coupling the graph missed: one group at a time, keep what stays exact
+        new, bad = base, "removing them changes the outputs (a coupling the dependency graph does not see)"
+        for name in list(res):
+            trial = copy.deepcopy(new)
+            r = _remove_dead(trial, xs, {name})
+            if _same(trial, probes, refs, atol): new, res[name] = trial, r[name]
+            else: res[name] = (0, {None: bad})
+    if not any(n for n,_ in res.values()): warnings.warn("compact: no dead channel to remove; the copy equals the model")
+    if kept := {k: why for k,(_,why) in res.items() if why}:
+        warnings.warn("compact kept dead channels (group: count, reason): " +
+                      "; ".join(f"{k!r}: {len(w)}, {next(iter(w.values()))}" for k,w in kept.items()))
+    return new.train(model.training)
+
+# %% ../nbs/05_export.ipynb #10f21786
+def _counts(model, xs)->tuple:
+    "MACs per sample and parameters, in all and per module (Torch-Pruning's counter on the first sample of `xs`)"
+    import torch_pruning as tp
+    xs = tuple(x[:1] if isinstance(x, torch.Tensor) else x for x in xs)
+    return tp.utils.count_ops_and_params(model, xs[0] if len(xs) == 1 else xs, layer_wise=True)
+
+def compact_report(model:nn.Module, # the model before `compact`
+                   compacted:nn.Module, # what `compact` returned
+                   example_inputs, # inputs for counting MACs
+                  )->pd.DataFrame:
+    "Per layer: weight shape, parameters and MACs per sample before and after `compact`; a 'total' row for the whole models"
+    xs = _inputs(example_inputs)
+    (M0, P0, lm0, lp0), (M1, P1, lm1, lp1) = _counts(model, xs), _counts(compacted, xs)
+    after = dict(compacted.named_modules())
+    rows = []
+    for n,m in model.named_modules():
+        if not isinstance(m, prunable_types + (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)): continue
+        a = after[n]
+        rows.append(dict(name=n, type=type(m).__name__, shape=tuple(m.weight.shape) if m.weight is not None else (),
+                         shape_after=tuple(a.weight.shape) if a.weight is not None else (),
+                         params=int(lp0.get(m) or 0), params_after=int(lp1.get(a) or 0),
+                         macs=int(lm0.get(m) or 0), macs_after=int(lm1.get(a) or 0)))
+    rows.append(dict(name='total', type='', shape='', shape_after='', params=int(P0), params_after=int(P1),
+                     macs=int(M0), macs_after=int(M1)))
+    return pd.DataFrame(rows)

@@ -11,8 +11,8 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['granularity_names', 'out_in', 'from_out_in', 'Granularity', 'Weight', 'Row', 'Column', 'Kernel', 'Filter', 'Block',
-           'NM', 'granularity']
+__all__ = ['granularity_names', 'out_in', 'from_out_in', 'Granularity', 'Weight', 'Row', 'Column', 'Kernel', 'Filter', 'Coupled',
+           'Block', 'NM', 'granularity']
 
 # %% ../nbs/01_granularity.ipynb #3662d6f5
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -43,6 +43,7 @@ class Granularity:
     name:str = 'granularity'
     elementwise:bool = False   # True: structures are single weights, any layout works
     kills_channel:bool = False # True: a pruned structure is a whole output channel (bias and BatchNorm go too)
+    coupled:bool = False       # True: structures span layers (coupled channel groups, traced by the sparsifier)
     max_sparsity:float = 100.  # highest % of structures the pattern can prune
     min_dims:int = 2
 
@@ -114,6 +115,11 @@ class Filter(Row):
     "Structure = a whole output channel; the sparsifier also zeroes its bias and following BatchNorm channel"
     name,kills_channel = 'filter',True
 
+# %% ../nbs/01_granularity.ipynb #9bd2464b
+class Coupled(Filter):
+    "Structure = a channel of a coupled group: the filters of every layer joined by additions, concatenations or depthwise convs"
+    name,coupled = 'coupled',True
+
 # %% ../nbs/01_granularity.ipynb #51c5adff
 class Block(Granularity):
     "Structure = `size` contiguous output channels at one input position"
@@ -174,7 +180,7 @@ class NM(Granularity):
     def __repr__(self): return f"NM(kept={self.kept}, group={self.group})"
 
 # %% ../nbs/01_granularity.ipynb #c56453a4
-_NAMED = {'weight':Weight, 'row':Row, 'column':Column, 'kernel':Kernel, 'filter':Filter, 'channel':Filter}
+_NAMED = {'weight':Weight, 'row':Row, 'column':Column, 'kernel':Kernel, 'filter':Filter, 'channel':Filter, 'coupled':Coupled}
 granularity_names = tuple(_NAMED) + ('block<S>', '<N>:<M>')
 
 def granularity(g:str|Granularity # a `Granularity`, or one of `granularity_names`
