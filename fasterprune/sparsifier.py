@@ -12,225 +12,13 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 from .granularity import *
 from .criteria import *
+from .selection import *
+from .selection import _select, _chunks
+from .groups import channel_groups, norms_after
 import fasterprune.granularity as _gran
 
 # %% auto #0
-__all__ = ['prunable_types', 'exact_keep', 'output_layer', 'select_layers', 'Sparsifier', 'sparsity_report']
-
-# %% ../nbs/03_sparsifier.ipynb #1f93e7d8
-_CHUNK = 1 << 17       # elements per chunk on CPU: temporaries stay in cache, nothing is page-faulted anew
-_CAND_CAP = 1 << 21    # most boundary candidates gathered; beyond that a second radix level finds the threshold
-_SMALL = 1 << 16       # up to this many scores in all, one `kthvalue` on them all is cheaper than the radix passes
-
-def _chunks(n, dev):
-    "Slices covering range(n): cache-sized on CPU, one piece on other devices"
-    c = _CHUNK if dev.type == 'cpu' else max(n, 1)
-    return [slice(i, min(i+c, n)) for i in range(0, n, c)]
-
-def _f2k(bits, out, tmp):
-    "Order-preserving int32 keys of float32 `bits` (an int32 view) into `out`; -0.0 and +0.0 share key 0"
-    torch.bitwise_right_shift(bits, 31, out=tmp)       # 0, or -1 where the sign bit is set
-    torch.bitwise_and(bits, 0x7FFFFFFF, out=out)       # magnitude bits
-    return out.bitwise_xor_(tmp).sub_(tmp)             # negated where the sign bit was set
-
-def _k2f(key:int)->float:
-    "The float32 whose order-preserving key is `key`"
-    bits = key if key >= 0 else (-key) | -0x80000000
-    return torch.tensor([bits], dtype=torch.int32).view(torch.float32).item()
-
-class _Bufs:
-    "Two reusable int32 scratch buffers"
-    def __init__(self, dev): self.dev,self.a,self.b = dev,None,None
-    def __call__(self, n):
-        if self.a is None or self.a.numel() < n:
-            self.a = torch.empty(n, dtype=torch.int32, device=self.dev); self.b = torch.empty_like(self.a)
-        return self.a[:n], self.b[:n]
-
-def _hist(x, bufs, acc):
-    "Add the top-16-key-bit histogram of float32 `x` to `acc` (65536 bins)"
-    bits = x.view(torch.int32)
-    b,t = bufs(bits.numel())
-    if int(bits.min()) >= 0:   # no sign bit set: the bits are the keys
-        torch.bitwise_right_shift(bits, 16, out=b)
-        h = torch.bincount(b, minlength=32768)
-        acc[32768:32768+h.numel()] += h
-    else: acc += torch.bincount(_f2k(bits, b, t).bitwise_right_shift_(16).add_(32768), minlength=65536)
-
-def _find(cum, k):
-    "First bin whose cumulative count reaches `k`, and the count before that bin"
-    b = int(torch.searchsorted(cum, torch.tensor([k], device=cum.device)).item())
-    return b, (int(cum[b-1]) if b else 0)
-
-def _tie_cut(eq, q):
-    "Position just after the `q`-th True of the 1-d bool `eq` (q >= 1)"
-    seen = 0
-    for s in _chunks(eq.numel(), torch.device('cpu')):
-        c = int(torch.count_nonzero(eq[s]))
-        if seen + c >= q: return s.start + int(eq[s].nonzero()[q-seen-1, 0]) + 1
-        seen += c
-    return eq.numel()
-
-def _bucket(acc, k):
-    "Bucket holding the k-th smallest key, the count below it, and the bucket as a closed float interval"
-    cum = acc.cumsum(0)
-    b,below = _find(cum, k)
-    k0 = (b - 32768) << 16
-    return b, below, int(cum[b]) - below, k0, _k2f(max(k0, -0x7F800000)), _k2f(min(k0 + 0xFFFF, 0x7F800000))
-
-def _protect(get, i, sizes, dev, top):
-    "Positions of layer i's best len(top) scores (the largest; among equal ones the latest positions)"
-    v = top.min()
-    n_tie = int(torch.count_nonzero(top == v))
-    gt,tie = [],torch.zeros(0, dtype=torch.long, device=dev)
-    for s in _chunks(sizes[i], dev):
-        x = get(i, s, False)
-        gt.append((x > v).nonzero().squeeze(1) + s.start)
-        tie = torch.cat([tie, (x == v).nonzero().squeeze(1) + s.start])[-n_tie:]
-    return torch.cat(gt + [tie]).sort().values
-
-def _select_small(get, outs, k, mins):
-    "`_select` for few scores: all of them in one tensor, one `kthvalue`"
-    sizes = [o.numel() for o in outs]
-    xs = [get(i, slice(0, n), True) for i,n in enumerate(sizes)]
-    x = torch.cat(xs)
-    prot = torch.zeros(x.numel(), dtype=torch.bool, device=x.device)
-    off = 0
-    for i,(xi,m) in enumerate(zip(xs, mins)):
-        if m:   # the layer's best m: above its m-th best score, then the latest of the ties at it
-            v = xi.kthvalue(xi.numel() - m + 1).values
-            p = xi > v
-            ties = (xi == v).nonzero().squeeze(1)
-            p[ties[ties.numel() - (m - int(torch.count_nonzero(p))):]] = True
-            prot[off:off+xi.numel()] = p
-        off += xi.numel()
-    t = x[~prot].kthvalue(k).values
-    pr = (x < t).logical_and_(~prot)
-    need = k - int(torch.count_nonzero(pr))
-    pr[((x == t).logical_and_(~prot)).nonzero().squeeze(1)[:need]] = True
-    off = 0
-    for o in outs:
-        torch.logical_not(pr[off:off+o.numel()], out=o); off += o.numel()
-
-def _select(get, outs, k, mins=None):
-    "Set the bool `outs` False at exactly the `k` lowest scores `get(i, slice, first_pass)`, True elsewhere; layer i keeps its best `mins[i]`"
-    sizes,L = [o.numel() for o in outs],len(outs)
-    n = sum(sizes)
-    mins = list(mins) if mins is not None else [0]*L
-    if k <= 0 or (k >= n and not any(mins)):
-        for o in outs: o.fill_(k <= 0)
-        return
-    if n <= _SMALL: return _select_small(get, outs, k, mins)
-    dev = outs[0].device
-    bufs = _Bufs(dev)
-    acc = torch.zeros(65536, dtype=torch.long, device=dev)
-    top = [None]*L                                 # running best `mins[i]` scores of each layer
-    best1 = {}                                     # mins[i] == 1: (best score, its latest position), no extra pass
-    for i in range(L):
-        for s in _chunks(sizes[i], dev):
-            x = get(i, s, True)
-            _hist(x, bufs, acc)
-            if mins[i] == 1:
-                v = x.max()
-                if i not in best1 or bool(v >= best1[i][0]):
-                    best1[i] = (v, s.start + int((x == v).nonzero()[-1, 0]))
-            elif mins[i]:
-                t = x.topk(min(mins[i], x.numel())).values
-                top[i] = t if top[i] is None else (c := torch.cat([top[i], t])).topk(min(mins[i], c.numel())).values
-        if i in best1: top[i] = best1[i][0].reshape(1)
-    # a layer is protected (keeps its best mins[i], which leave the pool) when its mins[i]-th best score is not above
-    # the threshold's bucket; protecting a layer that keeps them anyway changes nothing, so erring on the safe side is exact
-    prot,sub = {},torch.zeros_like(acc)
-    while True:
-        b,below,n_b,k0,lo,hi = _bucket(acc - sub, k)
-        new = [i for i in range(L) if mins[i] and i not in prot and float(top[i].min()) <= hi]
-        if not new: break
-        for i in new:
-            prot[i] = None
-            _hist(top[i].float().contiguous(), bufs, sub)
-    for i in prot: prot[i] = (torch.tensor([best1[i][1]], device=dev) if i in best1
-                              else _protect(get, i, sizes, dev, top[i]))
-    def getp(i, s):
-        "Scores of a chunk, and the chunk positions of protected scores (or None)"
-        p = prot.get(i)
-        if p is not None:
-            p = p[(p >= s.start) & (p < s.stop)] - s.start
-            if not p.numel(): p = None
-        return get(i, s, False), p
-    r = k - below                                  # rank of the k-th score inside bucket b (1-based)
-    if n_b <= _CAND_CAP:
-        # one pass: decided structures straight into `outs`, the bucket's scores gathered with their positions into
-        # buffers allocated once (n_b is known), bool temporaries reused: no memory is allocated per chunk that outlives it
-        idx = torch.empty(n_b, dtype=torch.long, device=dev)
-        vals = torch.empty(n_b, dtype=torch.float32, device=dev)
-        c = _chunks(max(sizes), dev)[0]
-        b1 = torch.empty(c.stop - c.start, dtype=torch.bool, device=dev)
-        ends,e = [],0
-        for i,o in enumerate(outs):
-            for s in _chunks(sizes[i], dev):
-                x,p = getp(i, s)
-                m1 = b1[:x.numel()]
-                torch.gt(x, hi, out=o[s])
-                torch.ge(x, lo, out=m1).logical_xor_(o[s])    # lo <= x <= hi (x > hi implies x >= lo)
-                if p is not None: m1[p] = False; o[s][p] = True
-                j = m1.nonzero().squeeze(1)
-                if j.numel():
-                    torch.add(j, s.start, out=idx[e:e+j.numel()]); torch.index_select(x, 0, j, out=vals[e:e+j.numel()])
-                    e += j.numel()
-            ends.append(e)
-        if e != n_b: raise RuntimeError("the criterion gave different scores for the same weights in two passes: "
-                                        "a criterion marked `elementwise` must be deterministic")
-        t = vals.kthvalue(r).values
-        need = r - int(torch.count_nonzero(vals < t))   # ties at t still to prune, in position order
-        for i,o in enumerate(outs):
-            a,z = (ends[i-1] if i else 0),ends[i]
-            if a == z: continue
-            ix,v = idx[a:z],vals[a:z]
-            o[ix[v > t]] = True
-            ti = ix[v == t]
-            q = min(need, ti.numel()); need -= q
-            o[ti[q:]] = True
-        return
-    # heavy bucket (many equal scores): exact threshold from a histogram of the low 16 key bits
-    acc2 = torch.zeros(65536, dtype=torch.long, device=dev)
-    for i in range(L):
-        for s in _chunks(sizes[i], dev):
-            x,p = getp(i, s)
-            m = (x >= lo).logical_and_(x <= hi)
-            if p is not None: m[p] = False
-            v = x[m]
-            if v.numel():
-                kb,kt = bufs(v.numel())
-                acc2 += torch.bincount(_f2k(v.view(torch.int32), kb, kt).bitwise_and_(0xFFFF), minlength=65536)
-    l,below2 = _find(acc2.cumsum(0), r)
-    t = _k2f(k0 + l)
-    need = r - below2                             # ties at t to prune, earliest positions first
-    for i,o in enumerate(outs):
-        for s in _chunks(sizes[i], dev):
-            x,p = getp(i, s)
-            if need == 0: torch.ge(x, t, out=o[s])
-            else:
-                torch.gt(x, t, out=o[s])
-                eq = x == t
-                if p is not None: eq[p] = False
-                ne = int(torch.count_nonzero(eq))
-                if ne <= need: need -= ne
-                else:
-                    c = _tie_cut(eq, need); need = 0
-                    o[s][c:] |= eq[c:]
-            if p is not None: o[s][p] = True
-
-# %% ../nbs/03_sparsifier.ipynb #1f4d5b70
-def exact_keep(scores:list, # float tensors, one per layer (any shapes)
-               n_prune:int, # how many of all the scores to prune
-               min_kept:int=0, # every tensor keeps at least this many (its best; the others make up for it)
-              )->list:
-    "Bool keep masks shaped like `scores`: False at exactly the `n_prune` lowest scores overall (ties: earlier first)"
-    xs = [x.detach().reshape(-1).float().contiguous() for x in scores]
-    outs = [torch.empty(x.numel(), dtype=torch.bool, device=x.device) for x in xs]
-    mins = [min(min_kept, x.numel()) for x in xs]
-    if n_prune > sum(x.numel() for x in xs) - sum(mins): raise ValueError(f"n_prune={n_prune} leaves fewer than min_kept={min_kept} per tensor")
-    if xs: _select(lambda i,s,first: xs[i][s], outs, int(n_prune), mins if any(mins) else None)
-    return [o.view(x.shape) for o,x in zip(outs, scores)]
+__all__ = ['prunable_types', 'output_layer', 'select_layers', 'Sparsifier', 'sparsity_report']
 
 # %% ../nbs/03_sparsifier.ipynb #560aa258
 prunable_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -272,8 +60,13 @@ def select_layers(model:nn.Module, # the model
             if not any(fnmatch.fnmatchcase(n, p) for n in cands):
                 warnings.warn(f"{arg} pattern {p!r} matches no layer of layer_types (candidates: {_some(cands)})")
     sel = {n:m for n,m in cands.items() if (prune_output or n != out) and (not inc or _match(n, inc)) and not _match(n, exc)}
+    names = ', '.join(t.__name__ for t in lt)
+    if sel and out in cands and out not in sel and set(lt) != set(prunable_types) and (not inc or _match(out, inc)) \
+       and not _match(out, exc):   # the user asked for these types: say that the output layer among them stays dense
+        warnings.warn(f"the output layer {out!r} ({type(cands[out]).__name__}) is left dense although layer_types=({names}) "
+                      "selects its type: pass prune_output=True to prune it too")
     if not sel:
-        why = [f"{len(cands)} layer(s) of layer_types ({_some(cands)})"]
+        why = [f"{len(cands)} layer(s) of layer_types=({names}) in the model ({_some(cands)})"]
         if out in cands and not prune_output: why.append(f"output layer {out!r} left out (prune_output=False)")
         if inc: why.append(f"include={inc}")
         if exc: why.append(f"exclude={exc}")
@@ -287,15 +80,19 @@ def _some(d, n=6):
 # %% ../nbs/03_sparsifier.ipynb #c8877160
 def _n_out(layer): return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Tanh,
+                nn.Sigmoid, nn.Dropout, nn.Identity)
+
 def _following_bn(model, layers):
-    "{layer name: the BatchNorm registered right after it in the same parent, with as many features}"
+    "{layer name: the BatchNorm registered after it in the same parent, past activations and dropout only} (no tracing)"
     res = {}
     for pn,parent in model.named_modules():
         kids = list(parent.named_children())
-        for (cn,c),(_,nxt) in zip(kids, kids[1:]):
+        for i,(cn,c) in enumerate(kids):
             name = f"{pn}.{cn}" if pn else cn
-            if name in layers and layers[name] is c and isinstance(nxt, nn.modules.batchnorm._BatchNorm) \
-               and nxt.num_features == _n_out(c): res[name] = nxt
+            if name not in layers or layers[name] is not c: continue
+            nxt = next((k for _,k in kids[i+1:] if not isinstance(k, _ELEMENTWISE)), None)
+            if isinstance(nxt, nn.modules.batchnorm._BatchNorm) and nxt.num_features == _n_out(c): res[name] = nxt
     return res
 
 def _finite(x):
@@ -346,6 +143,25 @@ def _elementwise(c):
     return bool(getattr(c, 'elementwise', False))   # `Criterion.elementwise`; the magnitude criteria set it
 
 # %% ../nbs/03_sparsifier.ipynb #c0900942
+def _check_range(r)->tuple:
+    "`layer_range` as two floats 0 <= min <= max <= 100, or a ValueError"
+    if not (isinstance(r, (tuple, list)) and len(r) == 2 and all(_is_num(v) for v in r) and 0 <= r[0] <= r[1] <= 100):
+        raise ValueError(f"layer_range must be (min %, max %) with 0 <= min <= max <= 100, got {r!r}")
+    return float(r[0]), float(r[1])
+
+def _check_param(layer, name):
+    "ValueError unless the forward pass uses `layer.weight` as stored (no parametrization, no old-style weight_norm)"
+    if nn.utils.parametrize.is_parametrized(layer, 'weight'):
+        kinds = ', '.join(type(p).__name__ for p in layer.parametrizations.weight)
+        raise ValueError(f"layer {name!r}: its weight is computed by a parametrization ({kinds}: weight_norm, spectral_norm, ...), "
+                         "so zeros written into the stored tensors would not be zeros of the weight the forward pass uses. "
+                         "Remove it before pruning (torch.nn.utils.parametrize.remove_parametrizations(layer, 'weight')) "
+                         "or leave the layer out (exclude=...)")
+    if not isinstance(layer._parameters.get('weight'), nn.Parameter):
+        raise ValueError(f"layer {name!r}: its weight is not a parameter but recomputed at each forward pass (old-style "
+                         "torch.nn.utils.weight_norm or spectral_norm?): remove that first (torch.nn.utils.remove_weight_norm("
+                         "layer)) or leave the layer out (exclude=...)")
+
 class Sparsifier:
     "Prune the selected layers of `model`: exact counts, local or global, masks applied in place"
     def __init__(self, model:nn.Module, # the model to prune
@@ -358,6 +174,8 @@ class Sparsifier:
                  layer_sparsity:dict|None=None, # {name or pattern: final sparsity %} for layers with their own target
                  prune_output:bool=False, # also prune the output layer (the last prunable layer in module order)
                  min_kept:int=1, # 'global': every layer keeps at least this many structures (0: a layer may be emptied)
+                 layer_range:tuple=(0, 100), # 'global': (min %, max %) of each layer's structures pruned at the final target
+                 example_inputs=None, # a batch the model accepts, to trace channels: needed by 'coupled'; 'filter' finds its BatchNorms
                 ):
         self.granularity = _gran.granularity(granularity)
         if context not in ('local', 'global'): raise ValueError(f"context must be 'local' or 'global', got {context!r}")
@@ -366,12 +184,17 @@ class Sparsifier:
         if isinstance(min_kept, bool) or not isinstance(min_kept, int) or min_kept < 0:
             raise ValueError(f"min_kept must be an int >= 0, got {min_kept!r}")
         self.model,self.min_kept = model,min_kept
+        self.layer_range = _check_range(layer_range)
         self.layers = select_layers(model, layer_types, include, exclude, prune_output)
         for n,l in self.layers.items():
+            _check_param(l, n)
             _check_weight(l.weight, n)
             self.granularity.check(out_in(l, l.weight.detach()), n)
         self.targets = self._resolve(layer_sparsity)
-        self._bn = _following_bn(model, self.layers) if self.granularity.kills_channel else {}
+        self.tied = self._untie()
+        self.groups = self._coupled(example_inputs) if self.granularity.coupled else None
+        self._bn = ({} if not self.granularity.kills_channel or self.groups is not None else
+                    _following_bn(model, self.layers) if example_inputs is None else norms_after(model, example_inputs, self.layers))
         self._hooks,self.frozen,self._lean = {},False,{}
 
     def _resolve(self, ls):
@@ -389,6 +212,36 @@ class Sparsifier:
             for n in hit:
                 if n not in res or n == p: res[n] = float(v)
         return res
+
+    def _untie(self):
+        "Keep one name per weight tensor, so that tied weights are pruned, counted and targeted once: {alias: kept name}"
+        first, tied = {}, {}
+        for n,l in list(self.layers.items()):
+            f = first.setdefault(id(l.weight), n)
+            if f == n: continue
+            tied[n] = f; del self.layers[n]
+            t = self.targets.pop(n, None)
+            if t is not None and self.targets.setdefault(f, t) != t:
+                raise ValueError(f"layer_sparsity gives layers {f!r} and {n!r} different targets ({self.targets[f]:g} and "
+                                 f"{t:g}), but they share one weight tensor: give them one target")
+        return tied
+
+    def _coupled(self, example_inputs):
+        "The coupled channel groups whose producers are all selected (granularity 'coupled')"
+        g = self.granularity.name
+        if example_inputs is None:
+            raise ValueError(f"granularity {g!r} needs example_inputs (a batch the model accepts) to trace which channels "
+                             "are coupled; SparsifyCallback passes one from the training data")
+        if self.targets: raise ValueError(f"layer_sparsity cannot be used with granularity {g!r}: a group spans several layers")
+        out = output_layer(self.model)
+        groups = channel_groups(self.model, example_inputs, [self.model.get_submodule(out)] if out else [])
+        sel = {id(l) for l in self.layers.values()}
+        groups = [g for g in groups if g.why is None and all(id(m) in sel for _,m,_,_ in g.producers)]
+        grouped = {id(m) for g in groups for _,m,_,_ in g.producers}
+        if left := [n for n,l in self.layers.items() if id(l) not in grouped]:
+            warnings.warn(f"granularity {g!r}: layer(s) {', '.join(map(repr, left))} stay dense: their channels are coupled "
+                          "to a layer that is not pruned (the output layer, an excluded layer) or to a LayerNorm/GroupNorm")
+        return groups
 
     def __repr__(self):
         return (f"Sparsifier({len(self.layers)} layers, granularity={self.granularity!r}, context={self.context!r}, "
@@ -463,6 +316,51 @@ class _Src:
         m = self.g.expand(self.out, self.cshape)
         self.mask.copy_(m.view(self.mask.shape) if self.g.elementwise else from_out_in(self.layer, m))
 
+class _GroupSrc:
+    "One coupled channel group's scores (per root channel, the mean of its producers' filter scores), and where its decisions go"
+    def __init__(self, sp, group, keep_pruned):
+        self.group,self.crit,self.keep_pruned,self.n = group,sp.criteria,keep_pruned,group.n
+        self.out = torch.empty(group.n, dtype=torch.bool, device=group.root.weight.device)
+        self.x = None
+
+    def _rows(self, name, layer):
+        w = layer.weight_pruned if self.keep_pruned else layer.weight.detach()
+        s = self.crit.score(name, layer, w)
+        _check_scores(s, name, w)
+        return out_in(layer, s).flatten(1).mean(1)
+
+    def scores(self):
+        if self.x is None:
+            names = {id(m): n for n,m,_,_ in self.group.producers}
+            self.x = self.group.per_root(lambda m: self._rows(names[id(m)], m)).contiguous()
+        return self.x
+
+    def get(self, sl, first): return self.scores()[sl]
+    def release(self): self.x = None
+    def write(self):
+        "Decisions -> the `weight_mask` rows of every producer"
+        for _,m,idx,root in self.group.producers:
+            rows = torch.ones(_n_out(m), dtype=torch.bool, device=m.weight.device)
+            rows[idx.to(rows.device)] = self.out[root.to(rows.device)]
+            m.weight_mask.copy_(from_out_in(m, Row().expand(rows, out_in(m, m.weight_mask).shape)))
+
+def _group_alive(group):
+    "Per root channel of `group`: does any producer keep a weight of it (from the masks)?"
+    return group.per_root(lambda m: out_in(m, m.weight_mask).flatten(1).any(1)) > 0
+
+@torch.no_grad()
+def _kill_group_norms(groups, before=None):
+    "Zero the BatchNorm channels of dead group channels; fresh ones where a channel came back since `before`"
+    for i,g in enumerate(groups):
+        alive = _group_alive(g)
+        for _,bn,idx,root in g.norms:
+            keep = torch.ones(bn.num_features, dtype=torch.bool, device=alive.device)
+            keep[idx] = alive[root]
+            _kill_channels(None, bn, keep)
+            if before is not None:
+                was = torch.ones_like(keep); was[idx] = before[i][root]
+                _revive_bn(bn, keep & ~was)
+
 # %% ../nbs/03_sparsifier.ipynb #f65fd243
 @patch
 def attach(self:Sparsifier):
@@ -495,7 +393,22 @@ def check_target(self:Sparsifier, target:float # the final sparsity (%) a schedu
     if isinstance(g, NM) and t != 0 and abs(t - g.max_sparsity) > 1e-6:
         raise ValueError(f"N:M {g.name!r} gives exactly {g.max_sparsity:g}% sparsity ({g.kept} kept in every {g.group}); "
                          f"the final target must be {g.max_sparsity:g}, got {target!r}")
+    self.target = t
+    self._warn_rounding(t)
     return t
+
+@patch
+def _warn_rounding(self:Sparsifier, t):
+    "Warn about the layers whose few structures keep them more than 2 points away from their target `t` (local)"
+    if self.context != 'local' or self.groups is not None: return
+    far = []
+    for n,l in self.layers.items():
+        T = self.targets.get(n, t)
+        ns = self.granularity.n_structures(out_in(l, l.weight).shape)
+        if ns and abs(100*round(T/100*ns)/ns - T) > 2: far.append(f"{n!r} ({ns} structure(s): {100*round(T/100*ns)/ns:.3g} % for {T:g} %)")
+    if far: warnings.warn(f"granularity {self.granularity.name!r} splits some layers into too few structures to come close to "
+                          f"the target: {'; '.join(far[:6])}{' ...' if len(far) > 6 else ''}. Leave them out (exclude=...) "
+                          "or choose a finer granularity for them")
 
 # %% ../nbs/03_sparsifier.ipynb #dd9e1663
 _LEAN_MAX = 1 << 17   # weights per layer up to which the lean path keeps float32 buffers (12 bytes per weight)
@@ -665,25 +578,26 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
         for n,l in self.layers.items():
             if keep and n not in lean: _copy_where(l.weight_pruned, l.weight.detach(), l.weight_mask)
         old = {n: _chan_keep(l, l.weight_mask) for n,l in self.layers.items()} if kc else {}
-        srcs = {n: _Src(self, n, l, keep) for n,l in self.layers.items() if n not in lean}
+        if self.groups is None: srcs = {n: _Src(self, n, l, keep) for n,l in self.layers.items() if n not in lean}
+        else: old_groups, srcs = [_group_alive(g) for g in self.groups], {g.name: _GroupSrc(self, g, keep) for g in self.groups}
         if self.context == 'local':
-            for n,l in self.layers.items():
-                if n in lean: st = lean[n]; st.select(round(own.get(n, s)/100*st.n))
-                else: self._local(srcs[n], own.get(n, s))
+            for n,st in lean.items(): st.select(round(own.get(n, s)/100*st.n))
+            for n,src in srcs.items(): self._local(src, own.get(n, s))
             for n,st in lean.items(): l = self.layers[n]; st.write(l, l.weight_mask, keep)
         else:
             for n in own: self._local(srcs[n], own[n])
             pool = [src for n,src in srcs.items() if n not in own]
-            if pool: self._global(pool, s)
-        for n,src in srcs.items():
-            src.write()
-            l = src.layer
+            if pool: self._global(pool, s, final)
+        for src in srcs.values(): src.write()
+        for n,l in self.layers.items():
+            if n in lean: continue
             if keep: l.weight.copy_(l.weight_pruned)
             _mul_mask(l.weight, l.weight_mask)
             if kc:
                 keep_c = _chan_keep(l, l.weight_mask)
                 _kill_channels(l, self._bn.get(n), keep_c)
                 _revive_bn(self._bn.get(n), keep_c & ~old[n])
+        if self.groups: _kill_group_norms(self.groups, old_groups)
         self.kept = {n: (lean[n].kept if n in lean else int(torch.count_nonzero(l.weight_mask))) for n,l in self.layers.items()}
 
 @patch
@@ -693,16 +607,29 @@ def _local(self:Sparsifier, src, s):
     src.release()
 
 @patch
-def _global(self:Sparsifier, srcs, s):
+def _global(self:Sparsifier, srcs, s, final=None):
     "Prune `round(s/100*N)` structures over `srcs` together, each layer keeping at least `min_kept` (its best ones)"
     N = sum(src.n for src in srcs)
     k = round(s/100*N)
+    lo, hi = self.layer_range
+    lo = lo*min(s/final, 1.) if final else lo     # the lower bound ramps with the schedule, the cap holds throughout
     # N:M never empties a layer (`kept` stay in every group): min_kept does not apply
-    mins = [0 if isinstance(self.granularity, NM) else min(self.min_kept, src.n) for src in srcs]
+    mins = [0 if isinstance(self.granularity, NM) else min(max(self.min_kept, math.ceil((1 - hi/100)*src.n - 1e-9)), src.n)
+            for src in srcs]
+    forced = [math.floor(lo/100*src.n + 1e-9) for src in srcs]
     if k > N - sum(mins):
-        raise ValueError(f"'global' sparsity {s:g}% prunes {k} of {N} structures, but min_kept={self.min_kept} keeps "
-                         f"{sum(mins)} of them: lower the target or pass min_kept=0")
-    _select(lambda i,sl,first: srcs[i].get(sl, first), [src.out for src in srcs], k, mins if any(mins) else None)
+        raise ValueError(f"'global' sparsity {s:g}% prunes {k} of {N} structures, but min_kept={self.min_kept} and "
+                         f"layer_range={self.layer_range} keep {sum(mins)} of them: lower the target, pass min_kept=0 "
+                         "or raise the layer_range maximum")
+    if k < sum(forced):
+        raise ValueError(f"'global' sparsity {s:g}% prunes {k} of {N} structures, but layer_range={self.layer_range} "
+                         f"makes each layer prune at least its minimum: {sum(forced)} in all; raise the target or lower the minimum")
+    get = lambda i,sl,first: srcs[i].get(sl, first)
+    if any(forced):   # each layer's `forced` lowest go first: their scores become -inf
+        low = [torch.empty(src.n, dtype=torch.bool, device=src.out.device) for src in srcs]
+        for i,(src,f) in enumerate(zip(srcs, forced)): _select(lambda j,sl,first: get(i, sl, first), [low[i]], f)
+        get = lambda i,sl,first: srcs[i].get(sl, first).masked_fill(~low[i][sl], float('-inf'))
+    _select(get, [src.out for src in srcs], k, mins if any(mins) else None)
     for src in srcs: src.release()
 
 @patch
@@ -728,6 +655,7 @@ def apply_masks(self:Sparsifier):
             else: ws.append(l.weight); ms.append(mf)
             if kc: _kill_channels(l, self._bn.get(n), _chan_keep(l, m))
         if ws: torch._foreach_mul_(ws, ms)   # all lean layers in one call
+        if self.groups: _kill_group_norms(self.groups)
 
 @patch
 def drop_pruned_values(self:Sparsifier):
@@ -743,8 +671,10 @@ def freeze(self:Sparsifier):
 @patch
 def detach(self:Sparsifier, keep_masks:bool=False # keep the `weight_mask` buffers (e.g. to inspect or export them)
           ):
-    "Apply the masks one last time, then remove buffers and hooks: the weights keep their exact zeros"
+    "Apply the masks one last time, then remove buffers and hooks: the weights keep their exact zeros (+0.0)"
     self.apply_masks()
+    with torch.no_grad():
+        for l in self.layers.values(): l.weight.add_(0.)   # masking multiplies: -0.0 where a negative weight was pruned
     for h in self._hooks.values(): h.remove()
     self._hooks,self._lean = {},{}
     for l in self.layers.values():
@@ -776,5 +706,10 @@ def sparsity(self:Sparsifier)->float:
 
 @patch
 def report(self:Sparsifier)->pd.DataFrame:
-    "`sparsity_report` of the selected layers"
-    return sparsity_report(self.model, self.layers)
+    "`sparsity_report` of the selected layers, with each layer's final target (local) and the overall one, once known"
+    r = sparsity_report(self.model, self.layers)
+    t = self.__dict__.get('target')
+    if t is not None:
+        local = self.context == 'local' and self.groups is None
+        r['target'] = [self.targets.get(n, t) if local else float('nan') for n in self.layers] + [t]
+    return r
