@@ -9,7 +9,7 @@ from torch import nn
 from hypothesis import given, settings, assume, HealthCheck, strategies as st
 from fasterprune.granularity import *
 from fasterprune.sparsifier import *
-import fasterprune.sparsifier as S
+import fasterprune.selection as SEL
 
 SET = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 KINDS = ['linear', 'conv1d', 'conv2d', 'conv3d', 'convT2d']
@@ -19,10 +19,10 @@ WEIGHTS = ['randn', 'equal', 'half_zero', 'quantized', 'zero']
 @contextmanager
 def engine(radix):
     "radix=True forces the radix-selection path (it normally starts above 65536 scores) with 64-element chunks"
-    old = S._SMALL, S._CHUNK
-    if radix: S._SMALL, S._CHUNK = 0, 64
+    old = SEL._SMALL, SEL._CHUNK
+    if radix: SEL._SMALL, SEL._CHUNK = 0, 64
     try: yield
-    finally: S._SMALL, S._CHUNK = old
+    finally: SEL._SMALL, SEL._CHUNK = old
 
 def _parts(g):
     "(output multiple, input multiple, NM group) a layer needs for granularity name `g`"
