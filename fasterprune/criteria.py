@@ -11,8 +11,8 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['large_final', 'small_final', 'squared_final', 'random_score', 'magnitude_increase', 'movement', 'snip',
-           'snip_momentum', 'check_scores', 'Criterion', 'LargeFinal', 'SmallFinal', 'SquaredFinal', 'Random',
-           'MagnitudeIncrease', 'Movement', 'Snip', 'SnipMomentum', 'FuncCriterion', 'criterion']
+           'snip_momentum', 'taylor', 'check_scores', 'Criterion', 'LargeFinal', 'SmallFinal', 'SquaredFinal', 'Random',
+           'MagnitudeIncrease', 'Movement', 'Snip', 'SnipMomentum', 'FuncCriterion', 'criterion', 'Taylor']
 
 # %% ../nbs/02_criteria.ipynb #d7b9054e
 def check_scores(scores:Tensor, # scores returned by a criterion
@@ -211,3 +211,54 @@ def criterion(c, # a `Criterion`, one of its names (e.g. 'large_final'), or a fu
         raise ValueError(f"criterion must be an instance, got the class {c.__name__}: use {c.__name__}()")
     if callable(c): return FuncCriterion(c)
     raise ValueError(f"criterion must be a Criterion, a function f(weight)->scores, or one of: {', '.join(_criteria)}; got {c!r}")
+
+# %% ../nbs/02_criteria.ipynb #63076340
+from .granularity import granularity as _granularity, out_in, from_out_in, NM
+
+class Taylor(_GradCriterion):
+    "First-order Taylor importance |Σ_{w∈s} w·∂L/∂w| of each structure s of `granularity`, averaged over the steps (Molchanov et al. 2019)"
+    name = 'taylor'
+    def __init__(self, granularity='weight', # the granularity the sparsifier prunes with: the sum runs over its structures
+                 squared:bool=False):        # (Σ w·g)² instead of |Σ w·g| (Molchanov et al.'s own choice)
+        super().__init__()
+        self.granularity = _granularity(granularity)
+        if not isinstance(squared, bool): raise ValueError(f"squared must be True or False, got {squared!r}")
+        self.squared, self.n = squared, {}
+    def reset(self, layers:dict)->None:
+        "Forget everything seen in a previous fit"
+        self.state, self.n = {}, {}
+    def _per_weight(self): return self.granularity.elementwise or isinstance(self.granularity, NM)
+    def _sums(self, name, layer, t):
+        "Σ of the weight-shaped `t` over each structure (one value per structure, the granularity's `reduce` order)"
+        if self._per_weight(): return t
+        g, u = self.granularity, out_in(layer, t)
+        if name not in self.n:                    # once per layer and fit: `reduce` must be a mean over equal structures
+            g.check(u, name)
+            x = torch.rand(u.shape, generator=torch.Generator().manual_seed(0)).to(u)
+            ones = g.reduce(torch.ones_like(u))
+            if not (torch.allclose(ones, torch.ones_like(ones)) and torch.allclose(g.reduce(x) + g.reduce(1 - x), ones)):
+                raise ValueError(f"Taylor: granularity {g.name!r} does not reduce scores with a mean over structures of "
+                                 "equal size, so the sum over a structure cannot be formed; use a built-in granularity")
+        return g.reduce(u) * (u.numel() / g.n_structures(u.shape))
+    @torch.no_grad()
+    def update(self, layers:dict)->None:
+        "Add |Σ w·g| (or its square) of each structure of each layer with a gradient"
+        for n,l in layers.items():
+            if (gr := _grad(l)) is None: continue
+            s = self._sums(n, l, _as_float(_effective(l)) * _as_float(gr))
+            s = s.square() if self.squared else s.abs()
+            if n in self.state: self.state[n] = self.state[n].to(s.device).add_(s); self.n[n] += 1
+            else: self.state[n], self.n[n] = s.clone(), 1
+    @torch.no_grad()
+    def score(self, name, layer, weight):
+        "Each structure's average importance, spread over its weights (so the granularity's mean gives it back)"
+        s = self._get(name).to(weight.device) / self.n[name]
+        if self._per_weight(): return s.reshape(weight.shape).clone()
+        e = self.granularity.expand(s, out_in(layer, weight).shape)
+        if not e.is_floating_point():
+            raise ValueError(f"Taylor: granularity {self.granularity.name!r} cannot spread float scores over its structures")
+        return from_out_in(layer, e).contiguous()
+    def __repr__(self): return f"Taylor({self.granularity.name!r}{', squared=True' if self.squared else ''})"
+
+taylor = Taylor()
+_criteria['taylor'] = Taylor

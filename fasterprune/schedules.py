@@ -13,8 +13,8 @@ from fastai.callback.schedule import sched_lin, sched_cos, sched_exp, sched_no
 
 # %% auto #0
 __all__ = ['one_shot', 'iterative', 'sched_agp', 'sched_onecycle', 'sched_dsd', 'sched_log', 'scheduled_values', 'check_schedule',
-           'SparsitySchedule', 'plot_schedule', 'plot_schedules', 'plot_prune_steps', 'sched_lin', 'sched_cos',
-           'sched_exp', 'sched_no']
+           'SparsitySchedule', 'plot_schedule', 'plot_schedules', 'plot_prune_steps', 'sched_cos_in', 'sched_pow',
+           'sched_density_exp', 'stepwise', 'from_steps', 'sched_lin', 'sched_cos', 'sched_exp', 'sched_no']
 
 # %% ../nbs/00_schedules.ipynb #1af53448
 _all_ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no']  # fastai's annealers, re-exported as schedules
@@ -235,3 +235,56 @@ def plot_prune_steps(ss:SparsitySchedule, # The schedule with its target and win
            title=f"{_sched_name(ss.sched)}: {n_batch} batches/epoch, prune_every={ss.prune_every}")
     ax.legend(loc='lower right', fontsize='small')
     return ax
+
+# %% ../nbs/00_schedules.ipynb #68e82479
+def sched_cos_in(start, end, pos):
+    "Quarter-cosine ramp, slow first and fastest at the end: `start + (end-start)*(1-cos(pi*pos/2))` (INC's 'cos')"
+    res = start + (end - start) * (1 - np.cos(np.pi/2 * np.asarray(pos, dtype=float)))
+    return float(res) if np.ndim(res) == 0 else res
+
+def sched_pow(start, end, pos, power:float=3):
+    "Power ramp, slow first: `start + (end-start)*pos**power` (INC's 'cube' with `power=3`; AGP bends the other way)"
+    if not isinstance(power, numbers.Real) or isinstance(power, bool) or not power > 0:
+        raise ValueError(f"sched_pow: `power` must be a number > 0, got {power!r}")
+    res = start + (end - start) * np.asarray(pos, dtype=float)**power
+    return float(res) if np.ndim(res) == 0 else res
+
+def sched_density_exp(start, end, pos):
+    "The density (100 - sparsity) decays geometrically: `100 - (100-start)*((100-end)/(100-start))**pos` (INC's 'exp')"
+    if start >= 100: raise ValueError(f"sched_density_exp: `start_sparsity` must be < 100 (the density decays from it), got {start!r}")
+    res = 100 - (100 - start) * ((100 - end)/(100 - start)) ** np.asarray(pos, dtype=float)
+    return float(res) if np.ndim(res) == 0 else res
+
+# %% ../nbs/00_schedules.ipynb #e14c22d8
+def stepwise(start, end, pos,
+             sched=None,  # the schedule f(start, end, pos) sampled at the updates
+             n:float=1,   # updates over the window (after pos=0): at pos = k/n, k = 1, 2, ... (need not be an integer)
+            ):
+    "`sched` sampled at pos = k/n (k = 0, 1, ...) and held in between: the staircase of a ramp that updates every 1/n of the window"
+    if not callable(sched): raise ValueError(f"stepwise: `sched` must be a schedule f(start, end, pos), got {sched!r}")
+    if not isinstance(n, numbers.Real) or isinstance(n, bool) or not n > 0:
+        raise ValueError(f"stepwise: `n` must be a number > 0 (updates over the window), got {n!r}")
+    q = np.minimum(np.floor(np.asarray(pos, dtype=float)*n + 1e-9)/n, 1.)   # 1e-9: k/n*n may round just below k
+    if q.ndim == 0: return float(sched(start, end, float(q)))
+    return np.array([float(sched(start, end, float(v))) for v in q.ravel()]).reshape(q.shape)
+
+# %% ../nbs/00_schedules.ipynb #94a1e09b
+def from_steps(sched,          # the schedule f(start, end, pos) of the ramp
+               start_step:int, # optimizer step at which the ramp starts (its first update gives the start sparsity)
+               end_step:int,   # last step at which the masks may change (== start_step: one shot at that step)
+               every:int=1,    # steps between two mask updates (INC's `pruning_frequency`)
+               n_batch:int=1,  # training batches (optimizer steps) per epoch, `len(dls.train)`: converts steps to epochs
+              )->dict:
+    "`SparsifyCallback` arguments `schedule`, `start_epoch`, `end_epoch` for a ramp written in optimizer steps"
+    for nm,v,lo in (('start_step', start_step, 0), ('end_step', end_step, 0), ('every', every, 1), ('n_batch', n_batch, 1)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
+            raise ValueError(f"from_steps: `{nm}` must be an integer >= {lo}, got {v!r}")
+    if end_step < start_step: raise ValueError(f"from_steps: `end_step` ({end_step}) must be >= `start_step` ({start_step})")
+    K = (end_step - start_step) // every
+    if K == 0:
+        if start_step == 0:
+            raise ValueError("from_steps: a one-shot prune at step 0 happens before any training: prune with "
+                             "`Sparsifier.prune` before the fit, then fine-tune with `PatternLock`")
+        return dict(schedule=one_shot, start_epoch=(start_step - 1)/n_batch, end_epoch=start_step/n_batch)
+    return dict(schedule=functools.partial(stepwise, sched=sched, n=K), start_epoch=start_step/n_batch,
+                end_epoch=(start_step + K*every)/n_batch)
