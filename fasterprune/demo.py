@@ -6,7 +6,7 @@ Docs: https://fasterprune.github.io/fasterprune/demo.html.md"""
 
 # %% ../nbs/06_demo.ipynb #c7b6c249
 from __future__ import annotations
-import argparse, functools, json, sys
+import functools, io, json, statistics, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -16,9 +16,11 @@ from fastai.callback.progress import ProgressCallback
 from .schedules import *
 from .callback import *
 from .sparsifier import sparsity_report
+from .export import compact
 
 # %% auto #0
-__all__ = ['digits_data', 'digits_dls', 'digits_cnn', 'digits_mlp', 'digits_learner', 'demo', 'main']
+__all__ = ['digits_data', 'digits_dls', 'digits_cnn', 'digits_mlp', 'BasicBlock', 'resnet18_32', 'digits_learner', 'model_costs',
+           'demo']
 
 # %% ../nbs/06_demo.ipynb #9af3eeb4
 def digits_data(valid_pct:float=0.2, # Fraction of images held out for validation
@@ -57,6 +59,31 @@ def digits_mlp(hidden:int=128)->nn.Sequential:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                          nn.Linear(hidden, 10))
 
+# %% ../nbs/06_demo.ipynb #a8512923
+class BasicBlock(nn.Module):
+    "Two 3x3 conv-BN layers and a residual addition (a 1x1 conv-BN projection when the shape changes)"
+    def __init__(self, ni:int, nf:int, stride:int=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(ni, nf, 3, stride, 1, bias=False), nn.BatchNorm2d(nf)
+        self.conv2, self.bn2 = nn.Conv2d(nf, nf, 3, 1, 1, bias=False), nn.BatchNorm2d(nf)
+        self.shortcut = (nn.Sequential(nn.Conv2d(ni, nf, 1, stride, bias=False), nn.BatchNorm2d(nf))
+                         if stride != 1 or ni != nf else nn.Identity())
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+def resnet18_32(n_out:int=10, # classes
+                n_in:int=3,   # input channels
+                width:int=64, # channels of the first stage (doubled at each of the 3 others)
+               )->nn.Sequential:
+    "A ResNet-18-shaped network for 32x32 inputs: 3x3 stem, 4 stages of 2 `BasicBlock`s, average pool, linear head"
+    ws = [width, 2*width, 4*width, 8*width]
+    layers = [nn.Conv2d(n_in, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    for i,w in enumerate(ws):
+        ni = ws[i-1] if i else width
+        layers += [BasicBlock(ni, w, 1 if i == 0 else 2), BasicBlock(w, w)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ws[-1], n_out))
+
 # %% ../nbs/06_demo.ipynb #ea8ece98
 def digits_learner(model=None, # A model, or a function that builds one after seeding; `digits_cnn` if None
                    bs:int=64, seed:int=0, **kwargs)->Learner:
@@ -70,10 +97,31 @@ def digits_learner(model=None, # A model, or a function that builds one after se
 _SCHEDULES = dict(one_shot=one_shot, iterative=iterative, sched_agp=sched_agp, sched_onecycle=sched_onecycle,
                   sched_lin=sched_lin, sched_cos=sched_cos, sched_exp=sched_exp, sched_dsd=sched_dsd, sched_log=sched_log)
 
+def model_costs(models:dict, # {name: model}
+                x, # a batch (the first sample is used for batch size 1)
+                runs:int=20, # timed calls per model and batch size, after 3 warm-up calls
+               )->dict:
+    "{name: parameters, nonzero parameters, `torch.save` bytes, CPU ms per batch of 1 and of `len(x)` (medians, timed alternately)}"
+    res = {}
+    for k,m in models.items():
+        buf = io.BytesIO(); torch.save(m.state_dict(), buf)
+        res[k] = dict(params=sum(p.numel() for p in m.parameters()),
+                      nonzero=sum(int(torch.count_nonzero(p)) for p in m.parameters()), bytes=buf.tell())
+        m.eval()
+    for b in (1, len(x)):
+        ts = {k: [] for k in models}
+        with torch.inference_mode():
+            for i in range(3 + runs):
+                for k,m in models.items():
+                    t = time.perf_counter(); m(x[:b]); dt = time.perf_counter() - t
+                    if i >= 3: ts[k].append(dt)
+        for k,v in ts.items(): res[k][f'ms_batch{b}'] = 1e3*statistics.median(v)
+    return res
+
 def demo(sparsity:float=95., schedule:str='sched_onecycle', epochs:int=10, lr:float=1e-2, granularity:str='weight',
          context:str='local', criteria:str='large_final', start_epoch:float=0., end_epoch:float=None,
-         start_sparsity:float=0., seed:int=0, out:str|Path|None=None, show_progress:bool=True):
-    "Train `digits_cnn` on digits with a `SparsifyCallback`; return the learner, the callback and the report"
+         start_sparsity:float=0., seed:int=0, out:str|Path|None=None, show_progress:bool=True, then_compact:bool=False):
+    "Train `digits_cnn` on digits with a `SparsifyCallback` (then `compact` it); return the learner, the callback and the report"
     if schedule not in _SCHEDULES:
         raise ValueError(f"`schedule` must be one of {', '.join(_SCHEDULES)}, got {schedule!r}")
     cb = SparsifyCallback(sparsity, granularity, context, criteria, _SCHEDULES[schedule], start_sparsity=start_sparsity,
@@ -82,42 +130,20 @@ def demo(sparsity:float=95., schedule:str='sched_onecycle', epochs:int=10, lr:fl
     if not show_progress: learn.remove_cb(ProgressCallback)
     learn.fit_one_cycle(epochs, lr, cbs=cb)
     report = sparsity_report(learn.model)
+    summary = dict(sparsity_target=sparsity, granularity=granularity, schedule=schedule, epochs=epochs,
+                   accuracy=float(learn.recorder.values[-1][2]), realised_sparsity=float(cb.realised))
+    if then_compact:
+        masked, xb = learn.model, learn.dls.valid.one_batch()[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')   # 'no dead channel' after unstructured pruning: the table shows it
+            learn.compact(xb)
+        summary['accuracy_compacted'] = float(learn.validate()[1])
+        summary['models'] = model_costs({'dense': digits_cnn(), 'masked': masked, 'compacted': learn.model}, xb)
+    learn.summary_ = summary
     if out is not None:
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
         ax = cb.plot()
         ax.figure.savefig(out/'sparsity.png', dpi=100, bbox_inches='tight')
         report.to_csv(out/'report.csv', index=False)
-        (out/'summary.json').write_text(json.dumps(dict(
-            sparsity_target=sparsity, schedule=schedule, epochs=epochs, accuracy=float(learn.recorder.values[-1][2]),
-            realised_sparsity=float(cb.realised)), indent=1))
+        (out/'summary.json').write_text(json.dumps(summary, indent=1))
     return learn, cb, report
-
-# %% ../nbs/06_demo.ipynb #6081274a
-def main(argv=None):
-    "Entry point of the `fasterprune` command"
-    p = argparse.ArgumentParser(prog='fasterprune', description='Pruning for fastai.')
-    sub = p.add_subparsers(dest='command', required=True)
-    d = sub.add_parser('demo', help='train a small CNN on the bundled digits data while pruning it',
-                       description='Train a small CNN on scikit-learn\'s digits (offline) with SparsifyCallback, show the '
-                                   'fit table and the per-layer sparsity, and save scheduled vs realised sparsity.')
-    d.add_argument('--sparsity', type=float, default=95., help='target sparsity in percent (default 95)')
-    d.add_argument('--schedule', default='sched_onecycle', choices=list(_SCHEDULES), help='schedule (default sched_onecycle)')
-    d.add_argument('--epochs', type=int, default=10, help='epochs of fit_one_cycle (default 10)')
-    d.add_argument('--lr', type=float, default=1e-2, help='maximum learning rate (default 1e-2)')
-    d.add_argument('--granularity', default='weight', help="'weight', 'row', 'column', 'kernel', 'filter', '2:4', ...")
-    d.add_argument('--context', default='local', choices=['local', 'global'])
-    d.add_argument('--criteria', default='large_final', help='criterion name (default large_final)')
-    d.add_argument('--start-epoch', type=float, default=0.)
-    d.add_argument('--end-epoch', type=float, default=None)
-    d.add_argument('--start-sparsity', type=float, default=0., help='needed > 0 for sched_exp, e.g. 0.0001')
-    d.add_argument('--seed', type=int, default=0)
-    d.add_argument('--out', default='out/demo', help='folder for sparsity.png, report.csv, summary.json')
-    a = p.parse_args(argv)
-    try:
-        learn, cb, report = demo(a.sparsity, a.schedule, a.epochs, a.lr, a.granularity, a.context, a.criteria,
-                                 a.start_epoch, a.end_epoch, a.start_sparsity, a.seed, a.out)
-    except ValueError as e: p.error(str(e))
-    print('\nPer-layer sparsity (counted zeros):')
-    print(report.to_string(index=False))
-    print(f"\nValidation accuracy {learn.recorder.values[-1][2]:.4f}; figure, report and summary in {a.out}/")
-    return 0

@@ -90,6 +90,39 @@ CHECK_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body><p
 <script>
 const pages = %s;
 function rules(sheet) { try { return sheet ? sheet.cssRules.length : 0; } catch (e) { return 0; } }
+function describe(el, why) {
+  const cls = typeof el.className === 'string' && el.className ? '.' + el.className.trim().split(' ').filter(Boolean).join('.') : '';
+  return `<${el.tagName.toLowerCase()}${cls}> ${why}: ${JSON.stringify((el.textContent || '').trim().slice(0, 70))}`;
+}
+// Content wider than the page's column that a reader cannot see: it sticks out of the column (into the margin, or
+// clipped by the page), it is clipped by its own box, or it scrolls in a box whose scrollbar is not always visible.
+// A box that scrolls with a visible scrollbar is fine; what is inside it is not checked further.
+function cutOff(d) {
+  const main = d.querySelector('main') || d.body, w = d.defaultView;
+  const edge = main.getBoundingClientRect().right, bad = [];
+  const walk = el => {
+    for (const c of el.children) {
+      const cs = w.getComputedStyle(c);
+      if (cs.display === 'none' || cs.position === 'absolute' || cs.position === 'fixed') continue;
+      const r = c.getBoundingClientRect(), past = Math.round(r.right - edge);
+      if (past > 1) { bad.push(describe(c, `${past} px past the column`)); continue; }
+      const wider = c.scrollWidth > c.clientWidth + 1;
+      if (/auto|scroll/.test(cs.overflowX)) {
+        // a styled scrollbar (::-webkit-scrollbar) takes room and is always shown; a default one may be an overlay
+        // that shows only while scrolling (macOS, phones), which reads as cut off
+        const bar = c.offsetHeight - c.clientHeight - parseFloat(cs.borderTopWidth) - parseFloat(cs.borderBottomWidth);
+        const styled = w.getComputedStyle(c, '::-webkit-scrollbar').height !== 'auto';
+        if (wider && !(bar >= 1 && styled))
+          bad.push(describe(c, `${c.scrollWidth - c.clientWidth} px wider than its box, which has no always-visible scrollbar`));
+        continue;
+      }
+      if (wider && /hidden|clip/.test(cs.overflowX)) { bad.push(describe(c, `${c.scrollWidth - c.clientWidth} px clipped`)); continue; }
+      walk(c);
+    }
+  };
+  walk(main);
+  return bad;
+}
 function inspect(d) {
   const imgs = [...d.images];
   imgs.forEach(i => { if (i.loading === 'lazy') i.loading = 'eager'; });
@@ -105,6 +138,7 @@ function inspect(d) {
                                                                       external: new URL(l.href).origin !== location.origin,
                                                                       loaded: rules(l.sheet) > 0})),
     text: d.body ? d.body.innerText : '',
+    cut: cutOff(d),
   }));
 }
 function visit(page) {
@@ -131,10 +165,12 @@ def _chromium() -> str:
     return exe
 
 
-def _run_chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+def _run_chromium(exe: str, profile: Path, *args: str, scrollbars: bool = False) -> subprocess.CompletedProcess:
+    "Run headless Chromium; `scrollbars`: lay scrollbars out as a desktop browser does (the cut-off check needs them)"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1280,2000"]
+             "--disable-dev-shm-usage", *([] if scrollbars else ["--hide-scrollbars"]), f"--user-data-dir={profile}",
+             "--window-size=1280,2000"]
     return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=180)
 
 
@@ -170,7 +206,8 @@ def site():
 def report(site):
     "What Chromium saw on each page, by page name."
     exe, profile, base = site
-    res = _run_chromium(exe, profile, "--virtual-time-budget=60000", "--dump-dom", base + "__check__.html")
+    res = _run_chromium(exe, profile, "--virtual-time-budget=60000", "--dump-dom", base + "__check__.html",
+                       scrollbars=True)
     m = re.search(r'<pre id="result">([A-Za-z0-9+/=]+)</pre>', res.stdout)
     assert m, f"Chromium did not finish checking the pages (exit {res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
     return json.loads(base64.b64decode(m.group(1)).decode("utf-8"))
@@ -207,6 +244,17 @@ def test_page_renders(report, page):
         assert r["images"], f"{page}: {nb.name} has saved plots/pictures but the page shows none: {REBUILD_HINT}"
 
 
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_nothing_cut_off(report, page):
+    """At 1280 px, nothing is wider than the page's column unless it scrolls with a visible scrollbar: long code and
+    signatures wrap (nbs/styles.css), wide tables scroll."""
+    r = report.get(page)
+    assert r and "error" not in r, f"{page}: Chromium could not inspect it ({r}): {REBUILD_HINT}"
+    cut = r["cut"]
+    assert not cut, (f"{page}: {len(cut)} block(s) cut off at the right at 1280 px (fix nbs/styles.css or the "
+                     f"notebook, then {REBUILD_HINT}):\n" + "\n".join(cut[:15]))
+
+
 def test_index_sections(report):
     "The home page (nbs/index.ipynb, also README.md) keeps its sections."
     heads = [h["text"] for h in report["index.html"]["headings"] if h["tag"] == "h2"]
@@ -235,6 +283,24 @@ def test_api_documented(report, py):
                               f"cell (or nbdev's automatic one) should render it: {REBUILD_HINT}")
     unmentioned = [n for n in assigned if not re.search(rf"\b{re.escape(n)}\b", r["text"])]
     assert not unmentioned, f"{page}: exported names never mentioned on the page: {unmentioned}"
+
+
+SIGNATURE = re.compile(r'<code class="sourceCode python">(.*?)</code>', re.S)
+UNREADABLE = {"<class '": "a default shown by its repr", ":NoneType": "a type guessed from a None default",
+              ":function": "a type guessed from a function default", " at 0x": "a memory address"}
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_signatures_readable(page):
+    """API signatures show arguments as the source writes them (tools/build_docs.py: readable_signatures), not
+    `layer_types:tuple=(<class 'torch.nn.modules.linear.Linear'>, ...)` or `include:NoneType=None`."""
+    if not (DOCS / page).exists(): pytest.fail(f"docs/{page} is missing: {REBUILD_HINT}", pytrace=False)
+    text = (DOCS / page).read_text(encoding="utf-8")
+    sigs = [html.unescape(re.sub(r"<[^>]+>", "", m)) for m in SIGNATURE.findall(text)]
+    sigs = [s for s in sigs if re.match(r"(async )?def |class ", s)]
+    bad = [f"{why}: {s.splitlines()[0]} ... {line.strip()}" for s in sigs for line in s.splitlines()
+           for pat, why in UNREADABLE.items() if pat in line]
+    assert not bad, f"{page}: unreadable API signatures ({REBUILD_HINT}):\n" + "\n".join(bad[:10])
 
 
 class _Refs(html.parser.HTMLParser):

@@ -6,6 +6,7 @@ Run it as `make docs` (or `.venv/bin/python tools/build_docs.py`) from the repos
    nbs/nbdev.yml and nbs/sidebar.yml from pyproject.toml [tool.nbdev], rebuilds fasterprune/_modidx.py, and runs the
    exported, import and `show_doc` cells so the API docs are rendered (of a cell that mixes imports with other code,
    only the imports). Other cells are not run: the pages show the outputs saved in the notebooks.
+   Signatures show each argument as the source writes it (`readable_signatures`), not a repr of its default.
 2. The processed project is copied to a scratch folder and adapted to smalldocs, which renders it without Quarto:
    each page gets the name nbdev gives it (`output-file`, e.g. 01_granularity.ipynb -> granularity.html, which is
    what nbdev's doc links point to), the sidebar follows, and the keys smalldocs does not read are dropped.
@@ -59,12 +60,62 @@ def run_imports_only() -> None:
     P.exec_show_docs.__call__ = call
 
 
+def source_defaults(obj) -> dict:
+    "{argument: its default as the source writes it} for a function or a class's `__init__`; {} without source"
+    import ast, inspect, textwrap
+    f = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        src = textwrap.dedent(inspect.getsource(f))
+        tree = ast.parse(src)
+    except (OSError, TypeError, SyntaxError): return {}
+    fn = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    if fn is None: return {}
+    a = fn.args
+    pos = a.posonlyargs + a.args
+    pairs = [*zip(pos[len(pos) - len(a.defaults):], a.defaults), *zip(a.kwonlyargs, a.kw_defaults)]
+    text = lambda d: re.sub(r"\s*\n\s*", " ", ast.get_source_segment(src, d) or ast.unparse(d))  # `1e-2`, not `0.01`
+    return {p.arg: text(d) for p, d in pairs if d is not None}
+
+
+def readable_signatures() -> None:
+    """Render `show_doc` signatures as the source writes them.
+
+    fastcore's docments gives an argument without annotation the type of its default, and shows a default by its
+    repr: `schedule:function=sched_onecycle`, `include:NoneType=None`,
+    `criteria:fasterprune.criteria.LargeFinal=LargeFinal()`, `layer_types:tuple=(<class 'torch.nn.modules.linear.Linear'>,
+    ...)` (thousands of pixels wide). Here an argument shows only the annotation it has, and its default as written
+    in the source (`criteria=large_final`, `layer_types=prunable_types`); without source, a tuple of classes shows
+    their names."""
+    import inspect
+    import fastcore.docments as D
+
+    def get_full(p, docs, eval_str=False):
+        return D.AttrDict(docment=docs.get(p.name), anno=p.annotation, default=p.default, kind=p.kind)
+
+    fmt_default = D._fmt_default
+    def short_default(o):
+        if isinstance(o, (tuple, list)) and o and all(inspect.isclass(c) for c in o):
+            names = ", ".join(c.__name__ for c in o)
+            return f"({names},)" if isinstance(o, tuple) and len(o) == 1 else f"({names})" if isinstance(o, tuple) else f"[{names}]"
+        return fmt_default(o)
+
+    fmt_param = D.DocmentText._fmt_param
+    def fmt_param_as_written(self, nm, p):
+        if not hasattr(self, "_src_defaults"): self._src_defaults = source_defaults(self.obj)
+        src = self._src_defaults.get(nm)
+        if src is None or p.get("default", D.empty) is D.empty: return fmt_param(self, nm, p)
+        return fmt_param(self, nm, {**p, "default": D.empty}) + "=" + src
+
+    D._get_full, D._fmt_default, D.DocmentText._fmt_param = get_full, short_default, fmt_param_as_written
+
+
 def proc_nbs() -> Path:
     "Run nbdev's notebook processing into _proc/ (in this process), without its attempt to download Quarto."
     import nbdev.quarto as q
 
     q._ensure_quarto = lambda: None
     run_imports_only()
+    readable_signatures()
     cache, _, _ = q._pre_docs(force=True, n_workers=0)  # 0: in this process, so the patch above applies
     return Path(cache)
 
