@@ -8,11 +8,17 @@ Docs: https://fasterprune.github.io/fasterprune/all.html.md"""
 __all__ = []
 
 # %% ../nbs/05b_all.ipynb #a16f6dd4
-from . import schedules as _sch, granularity as _gr, criteria as _cr, sparsifier as _sp, callback as _cb, export as _ex
+from . import schedules as _sch, granularity as _gr, groups as _grp, criteria as _cr, selection as _sel, sparsifier as _sp, callback as _cb, export as _ex, sparse as _sps, lock as _lk, regularize as _rg, tiles as _tl
 from .schedules import *
 from .granularity import *
+from .groups import *
 from .criteria import *
+from .selection import *
 from .sparsifier import *
 from .callback import *
 from .export import *
-__all__ = [n for m in (_sch, _gr, _cr, _sp, _cb, _ex) for n in m.__all__]
+from .sparse import *
+from .lock import *
+from .regularize import *
+from .tiles import *
+__all__ = [n for m in (_sch, _gr, _grp, _cr, _sel, _sp, _cb, _ex, _sps, _lk, _rg, _tl) for n in m.__all__]
