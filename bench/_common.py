@@ -92,3 +92,16 @@ def write_results(name:str, config:dict, results, md_body:str, script:str|Path, 
     (d/f'{name}.json').write_text(json.dumps(res, indent=1, allow_nan=False) + '\n')
     (d/f'{name}.md').write_text(md_header(res) + '\n' + md_body.strip() + '\n')
     return d/f'{name}.json'
+
+def status_mib(key:str)->float:
+    "A memory figure of this process from /proc/self/status (e.g. 'VmRSS', 'VmHWM', its peak), in MiB"
+    for line in open('/proc/self/status'):
+        if line.startswith(key + ':'): return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+def reset_peak_rss()->bool:
+    "Reset this process's peak RSS (VmHWM) to its current RSS; False where the kernel does not allow it"
+    try:
+        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+        return True
+    except OSError: return False

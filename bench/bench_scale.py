@@ -11,6 +11,8 @@ VmHWM after it minus VmRSS before it, the peak being reset first through /proc/s
 Writes bench/results/scale.md and bench/results/scale.json (through bench/_common.write_results)."""
 import argparse, json, os, statistics, subprocess, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import status_mib, reset_peak_rss
 
 HERE = Path(__file__).resolve().parent
 NAME = 'scale'
@@ -40,16 +42,6 @@ def linear6():
     from torch import nn
     return nn.ModuleList([nn.Linear(4096, 4096) for _ in range(6)])
 
-def _status(key):
-    for line in open('/proc/self/status'):
-        if line.startswith(key + ':'): return int(line.split()[1]) / 1024   # MiB
-    raise KeyError(key)
-
-def _reset_peak():
-    try:
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-        return True
-    except OSError: return False
 
 def child(model, ctx):
     "One measurement; prints a JSON line"
@@ -59,15 +51,15 @@ def child(model, ctx):
     torch.manual_seed(CONFIG['seed'])
     m = resnet50_shapes() if model == 'resnet50' else linear6()
     sp = Sparsifier(m, CONFIG['granularity'], ctx, criteria=CONFIG['criterion'], prune_output=CONFIG['prune_output'])
-    r = _status('VmRSS'); t = time.perf_counter()
+    r = status_mib('VmRSS'); t = time.perf_counter()
     sp.attach()
-    attach_s, attach_mb = time.perf_counter() - t, _status('VmRSS') - r
-    reset = _reset_peak()
-    r0, hwm0 = _status('VmRSS'), _status('VmHWM')
+    attach_s, attach_mb = time.perf_counter() - t, status_mib('VmRSS') - r
+    reset = reset_peak_rss()
+    r0, hwm0 = status_mib('VmRSS'), status_mib('VmHWM')
     t0 = time.perf_counter()
     sp.prune(CONFIG['sparsity'])
     dt = time.perf_counter() - t0
-    peak = _status('VmHWM')
+    peak = status_mib('VmHWM')
     ns = [l.weight.numel() for l in sp.layers.values()]
     pruned = sum(int((~l.weight_mask).sum()) for l in sp.layers.values())
     f = CONFIG['sparsity']/100

@@ -31,6 +31,8 @@ widths, one or two calls): it writes the same files with `results.quick = True` 
 tests/test_bench_results.py reports them as stale until the full run replaces them."""
 import argparse, hashlib, json, os, resource, statistics, subprocess, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import status_mib, reset_peak_rss
 
 HERE = Path(__file__).resolve().parent
 NAME = 'selection'
@@ -65,27 +67,17 @@ def model(name, cfg):
         return nn.ModuleList([nn.Linear(cfg['linear']['width'], cfg['linear']['width']) for _ in range(cfg['linear']['n'])])
     raise ValueError(f"unknown model {name!r}")
 
-def _status(key):
-    for line in open('/proc/self/status'):
-        if line.startswith(key + ':'): return int(line.split()[1]) / 1024   # MiB
-    raise KeyError(key)
-
-def _reset_peak():
-    try:
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-        return True
-    except OSError: return False
 
 def _maxrss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux -> MiB
 
 def measure(f):
     "Seconds and peak memory growth (MiB) of one call of `f`"
-    reset = _reset_peak()
-    r0, m0 = _status('VmRSS'), _maxrss()
+    reset = reset_peak_rss()
+    r0, m0 = status_mib('VmRSS'), _maxrss()
     t0 = time.perf_counter()
     f()
     dt = time.perf_counter() - t0
-    peak = _status('VmHWM') - r0 if reset else _maxrss() - m0
+    peak = status_mib('VmHWM') - r0 if reset else _maxrss() - m0
     return dt, max(peak, 0.)
 
 # ----------------------------------------------------------------------------------------- the plain references
@@ -174,7 +166,7 @@ def child(name, compare, method, cfg):
     h = hashlib.sha256()
     for k in masks: h.update(k.numpy().tobytes())
     print(json.dumps(dict(first=first, repeat=repeat, weights=sum(n), layers=len(n), count_ok=pruned == expected,
-                          mask_hash=h.hexdigest()[:16], peak_reset=_reset_peak())))
+                          mask_hash=h.hexdigest()[:16], peak_reset=reset_peak_rss())))
 
 def run_case(name, compare, method, cfg, quick):
     env = dict(os.environ, OMP_NUM_THREADS=str(cfg['threads']), MKL_NUM_THREADS=str(cfg['threads']))
