@@ -22,7 +22,7 @@ from .schedules import *
 from .granularity import *
 from .criteria import *
 from .sparsifier import *
-from .sparsifier import _check_types, _patterns, _load_hook, _check_range
+from .sparsifier import _check_types, _patterns, _load_hook, _check_range, _one_criterion
 from .export import compact as _compact
 
 _as_granularity, _as_criterion = granularity, criterion   # the arguments of SparsifyCallback shadow these names
@@ -120,7 +120,9 @@ class SparsifyCallback(Callback):
         min_kept:int=1,                   # Global context: structures kept in every layer at least
         layer_range:tuple=(0, 100),       # Global context: (min %, max %) of every layer pruned at the final target
         keep_masks:bool=False,            # Keep masks (buffers) after fit, for more fine-tuning
+        criterion=None,                   # The same as `criteria` (which takes one criterion): pass one of the two
     ):
+        criteria = _one_criterion(criteria, criterion)
         self.schedule = SparsitySchedule(schedule, sparsity, start_sparsity, start_epoch, end_epoch, prune_every,
                                          mask_end_epoch)
         self.granularity, self.criteria = _as_granularity(granularity), _as_criterion(criteria)
@@ -149,6 +151,11 @@ class SparsifyCallback(Callback):
 
     @property
     def sparsity(self): return self.schedule.end
+
+    @property
+    def target(self)->float:
+        "The final target sparsity (%), the same as `sparsity`; the measured one is `realised`"
+        return self.schedule.end
 
     def __repr__(self): return f"SparsifyCallback({self.sparsity:g}, {self.granularity.name!r}, {self.context!r})"
 
@@ -460,13 +467,13 @@ def finish(self:SparsifyCallback, model:nn.Module|None=None # the pruned model; 
 @patch
 def report(self:SparsifyCallback, model:nn.Module|None=None # None: the one of the callback's learner or last fit
           )->pd.DataFrame:
-    "`sparsity_report` of every Linear/Conv layer of the model, with `pruned`: whether this callback prunes it (False: left dense)"
+    "`sparsity_report` of every Linear/Conv layer and `unprunable_weights` of the model, with `pruned`: whether this callback prunes it"
     if model is None: model = self.learn.model if self.learn is not None else self._model
     model = _unwrap(model)
     sel = {id(l) for l in self._sparsifier_for(model).layers.values()}
-    r = sparsity_report(model)
+    r = sparsity_report(model, unprunable=True)      # MultiheadAttention.in_proj_weight, Embedding tables...: never pruned
     mods = dict(model.named_modules())
-    r['pruned'] = [id(mods[n]) in sel if n in mods else '' for n in r['name']]
+    r['pruned'] = [id(mods[n]) in sel if n in mods else False for n in r['name'][:-1]] + ['']
     return r
 
 # %% ../nbs/04_callback.ipynb #e5b0c7f2

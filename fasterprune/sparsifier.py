@@ -6,7 +6,7 @@ Docs: https://fasterprune.github.io/fasterprune/sparsifier.html.md"""
 
 # %% ../nbs/03_sparsifier.ipynb #ea74a51a
 from __future__ import annotations
-import fnmatch, math, numbers, warnings
+import collections, fnmatch, math, numbers, warnings
 import torch, pandas as pd
 from torch import nn, Tensor
 from fastcore.basics import patch
@@ -18,7 +18,7 @@ from .groups import channel_groups, norms_after
 import fasterprune.granularity as _gran
 
 # %% auto #0
-__all__ = ['prunable_types', 'output_layer', 'select_layers', 'Sparsifier', 'sparsity_report']
+__all__ = ['prunable_types', 'output_layer', 'select_layers', 'unprunable_weights', 'Sparsifier', 'sparsity_report']
 
 # %% ../nbs/03_sparsifier.ipynb #560aa258
 prunable_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -70,8 +70,28 @@ def select_layers(model:nn.Module, # the model
         if out in cands and not prune_output: why.append(f"output layer {out!r} left out (prune_output=False)")
         if inc: why.append(f"include={inc}")
         if exc: why.append(f"exclude={exc}")
+        if un := unprunable_weights(model):
+            why.append(f"left out whatever the arguments, as no layer type holds them: {_count_kinds(un)} ({_some(un)})")
         raise ValueError("No layer selected for pruning: nothing would be pruned. " + "; ".join(why))
     return sel
+
+def unprunable_weights(model:nn.Module, # any model
+                      )->dict:
+    "{parameter name: 'Owner.param'} of the weights of 2+ dims that are not a `prunable_types` layer's: never pruned"
+    mods = dict(model.named_modules())
+    held = {id(m.weight) for m in mods.values() if isinstance(m, prunable_types) and isinstance(m.weight, Tensor)}
+    inside = [n for n,m in mods.items() if isinstance(m, prunable_types)]   # e.g. a parametrized layer's `original`
+    res = {}
+    for pn,p in model.named_parameters():
+        owner,_,leaf = pn.rpartition('.')
+        if p.dim() < 2 or id(p) in held or any(not n or owner == n or owner.startswith(n + '.') for n in inside): continue
+        res[pn] = f"{type(mods[owner]).__name__}.{leaf}"
+    return res
+
+def _count_kinds(weights:dict # {name: kind}, as `unprunable_weights` returns
+               )->str:
+    "How many weights of each kind: '2 MultiheadAttention.in_proj_weight, 1 Embedding.weight'"
+    return ', '.join(f"{v} {k}" for k,v in collections.Counter(weights.values()).items())
 
 def _some(d, n=6):
     ks = list(d)
@@ -162,6 +182,15 @@ def _check_param(layer, name):
                          "torch.nn.utils.weight_norm or spectral_norm?): remove that first (torch.nn.utils.remove_weight_norm("
                          "layer)) or leave the layer out (exclude=...)")
 
+_as_criterion = criterion   # `Sparsifier`'s argument `criterion` shadows the function
+
+def _one_criterion(criteria, criterion):
+    "`criterion` if given (`criteria` left at its default), else `criteria`"
+    if criterion is None: return criteria
+    if criteria is not large_final:
+        raise TypeError(f"pass the criterion once, as `criterion=` or `criteria=` (the same argument), got both: {criteria!r} and {criterion!r}")
+    return criterion
+
 class Sparsifier:
     "Prune the selected layers of `model`: exact counts, local or global, masks applied in place"
     def __init__(self, model:nn.Module, # the model to prune
@@ -176,10 +205,11 @@ class Sparsifier:
                  min_kept:int=1, # 'global': every layer keeps at least this many structures (0: a layer may be emptied)
                  layer_range:tuple=(0, 100), # 'global': (min %, max %) of each layer's structures pruned at the final target
                  example_inputs=None, # a batch the model accepts, to trace channels: needed by 'coupled'; 'filter' finds its BatchNorms
+                 criterion=None, # the same as `criteria` (which takes one criterion): pass one of the two
                 ):
         self.granularity = _gran.granularity(granularity)
         if context not in ('local', 'global'): raise ValueError(f"context must be 'local' or 'global', got {context!r}")
-        self.context,self.criteria = context,criterion(criteria)
+        self.context,self.criteria = context,_as_criterion(_one_criterion(criteria, criterion))
         if not isinstance(prune_output, bool): raise ValueError(f"prune_output must be True or False, got {prune_output!r}")
         if isinstance(min_kept, bool) or not isinstance(min_kept, int) or min_kept < 0:
             raise ValueError(f"min_kept must be an int >= 0, got {min_kept!r}")
@@ -683,20 +713,35 @@ def detach(self:Sparsifier, keep_masks:bool=False # keep the `weight_mask` buffe
     self.frozen = False
 
 # %% ../nbs/03_sparsifier.ipynb #fc40f99c
+def _row(name, kind, w):
+    p = w.numel(); z = p - int(torch.count_nonzero(w.detach()))
+    return dict(name=name, type=kind, shape=tuple(w.shape), params=p, zeros=z, sparsity=100*z/p if p else 0.)
+
+def _covers(model, counted, what):
+    "What the 'total' row sums, and the weights of 2+ dims of `model` it does not count"
+    left = {n: f"{type(model.get_submodule(n.rpartition('.')[0])).__name__}.{n.rpartition('.')[2]}"
+            for n,p in model.named_parameters() if p.dim() > 1 and id(p) not in counted}
+    return f"sum of the {len(counted)} {what if len(counted) != 1 else what[:-1]} above" + (f"; not counted: {_count_kinds(left)}" if left else '')
+
 def sparsity_report(model:nn.Module, # any model
                     layers=None, # {name: module} or names; default: every Linear/Conv/ConvTranspose of the model
+                    unprunable:bool=False, # also list `unprunable_weights` (MultiheadAttention.in_proj_weight, Embedding tables, ...)
                    )->pd.DataFrame:
-    "Per-layer table counted from the weights: name, type, shape, params, zeros, sparsity (%), plus a 'total' row"
+    "Per-weight table counted from the weights: name, type, shape, params, zeros, sparsity (%), plus a 'total' row saying what it sums"
     if layers is None: layers = {n:m for n,m in model.named_modules() if isinstance(m, prunable_types)}
     elif not isinstance(layers, dict): layers = {n: model.get_submodule(n) for n in layers}
-    rows = []
+    rows, counted = [], set()
     for n,m in layers.items():
         w = getattr(m, 'weight', None)
         if not isinstance(w, Tensor): raise ValueError(f"layer {n!r} ({type(m).__name__}) has no weight to report")
-        p = w.numel(); z = p - int(torch.count_nonzero(w.detach()))
-        rows.append(dict(name=n, type=type(m).__name__, shape=tuple(w.shape), params=p, zeros=z, sparsity=100*z/p if p else 0.))
+        rows.append(_row(n, type(m).__name__, w)); counted.add(id(w))
+    if unprunable:
+        for n,kind in unprunable_weights(model).items():
+            w = model.get_parameter(n)
+            rows.append(_row(n, kind, w)); counted.add(id(w))
     P,Z = sum(r['params'] for r in rows),sum(r['zeros'] for r in rows)
-    rows.append(dict(name='total', type='', shape='', params=P, zeros=Z, sparsity=100*Z/P if P else 0.))
+    what = 'weights' if unprunable else 'layers'
+    rows.append(dict(name='total', type=_covers(model, counted, what), shape='', params=P, zeros=Z, sparsity=100*Z/P if P else 0.))
     return pd.DataFrame(rows, columns=['name', 'type', 'shape', 'params', 'zeros', 'sparsity'])
 
 @patch
