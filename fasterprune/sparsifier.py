@@ -83,10 +83,16 @@ def unprunable_weights(model:nn.Module, # any model
     inside = [n for n,m in mods.items() if isinstance(m, prunable_types)]   # e.g. a parametrized layer's `original`
     res = {}
     for pn,p in model.named_parameters():
-        owner,_,leaf = pn.rpartition('.')
+        owner = pn.rpartition('.')[0]
         if p.dim() < 2 or id(p) in held or any(not n or owner == n or owner.startswith(n + '.') for n in inside): continue
-        res[pn] = f"{type(mods[owner]).__name__}.{leaf}"
+        res[pn] = _kind(mods, pn)
     return res
+
+def _kind(mods:dict, # {name: module} of the model
+          pn:str)->str:
+    "'Owner.param' for parameter `pn`: the type of the module holding it and its attribute name"
+    owner,_,leaf = pn.rpartition('.')
+    return f"{type(mods[owner]).__name__}.{leaf}"
 
 def _count_kinds(weights:dict # {name: kind}, as `unprunable_weights` returns
                )->str:
@@ -719,8 +725,8 @@ def _row(name, kind, w):
 
 def _covers(model, counted, what):
     "What the 'total' row sums, and the weights of 2+ dims of `model` it does not count"
-    left = {n: f"{type(model.get_submodule(n.rpartition('.')[0])).__name__}.{n.rpartition('.')[2]}"
-            for n,p in model.named_parameters() if p.dim() > 1 and id(p) not in counted}
+    mods = dict(model.named_modules())
+    left = {n: _kind(mods, n) for n,p in model.named_parameters() if p.dim() > 1 and id(p) not in counted}
     return f"sum of the {len(counted)} {what if len(counted) != 1 else what[:-1]} above" + (f"; not counted: {_count_kinds(left)}" if left else '')
 
 def sparsity_report(model:nn.Module, # any model
