@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .granularity import *
 from .criteria import *
 from .selection import *
-from .selection import _select, _chunks
+from .selection import _select, _chunks, _CHUNK
 from .groups import channel_groups, norms_after
 import fasterprune.granularity as _gran
 
@@ -138,19 +138,27 @@ def _flat(t):
     "1-d view of `t` if contiguous, else None"
     return t.view(-1) if t.is_contiguous() else None
 
-def _mul_mask(w, m):
-    "w *= m in place, chunked on CPU (a whole-tensor float*bool product allocates a temporary as large as `w`)"
-    fw,fm = _flat(w),_flat(m)
-    if fw is None or fm is None or w.device.type != 'cpu': return w.mul_(m)
-    for s in _chunks(fw.numel(), w.device): fw[s].mul_(fm[s])
+# On CPU, masks are applied chunk by chunk through their uint8 view: a float*bool product or `torch.where` on a bool
+# mask is 3-8x slower there (bench/hook_share.py) and a whole-tensor one allocates a temporary as large as the weight
+def _mul_mask(w, m, src=None):
+    "w = src*m in place (src: `w` itself if None)"
+    if w.device.type != 'cpu': return w.mul_(m) if src is None else torch.mul(src, m, out=w)
+    src = w if src is None else src
+    fw,fs,fm = _flat(w),_flat(src),_flat(m)
+    if None in (fw, fs, fm): return torch.mul(src, m, out=w)
+    fm = fm.view(torch.uint8)
+    for s in _chunks(fw.numel(), w.device): torch.mul(fs[s], fm[s], out=fw[s])
     return w
 
-def _copy_where(dst, src, m):
-    "dst = where(m, src, dst) in place, chunked on CPU"
+def _refresh_kept(dst, src, m)->bool:
+    "dst = where(m, src, dst) in place (exactly: `lerp` with weights 0. and 1.): are all its values finite?"
     fd,fs,fm = _flat(dst),_flat(src),_flat(m)
-    if None in (fd, fs, fm) or dst.device.type != 'cpu': return dst.copy_(torch.where(m, src, dst))
-    for s in _chunks(fd.numel(), dst.device): fd[s].copy_(torch.where(fm[s], fs[s], fd[s]))
-    return dst
+    if None in (fd, fs, fm) or dst.device.type != 'cpu': return _finite(dst.copy_(torch.where(m, src, dst)))
+    fm,buf,t = fm.view(torch.uint8),torch.empty(min(_CHUNK, fd.numel()), dtype=dst.dtype),0.
+    for s in _chunks(fd.numel(), dst.device):
+        b = buf[:s.stop - s.start]
+        t += float(fd[s].lerp_(fs[s], b.copy_(fm[s])).sum())
+    return math.isfinite(t) or _finite(dst)
 
 def _load_hook(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
     "Complete or accept `weight_mask`/`weight_pruned` so that loading works strictly with and without them"
@@ -328,7 +336,7 @@ class _Src:
         self.direct = self.g.elementwise and self.mask.is_contiguous()
         self.out = self.mask.view(-1) if self.direct else torch.empty(self.n, dtype=torch.bool, device=self.w.device)
         self.chunked = self.direct and self.w.is_contiguous() and _elementwise(self.crit)
-        self.x = None
+        self.x,self.kept = None,None
 
     def scores(self):
         "Flat float32 scores, one per structure (computed once, held until `release`)"
@@ -594,11 +602,18 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
         # (and all of them in the first call, which also attaches the masks)
         fresh = any(_named_buffer(l, 'weight_mask') is None for l in self.layers.values())
         lean = {} if fresh else self._lean_layers()
+        refreshed = set()
         for n,l in self.layers.items():
             if n in lean: continue
-            _check_weight(l.weight, n)
-            wp = _named_buffer(l, 'weight_pruned') if keep else None
-            if wp is not None and wp.shape == l.weight.shape: _check_weight(wp, n)
+            wp,m = (_named_buffer(l, 'weight_pruned'), _named_buffer(l, 'weight_mask')) if keep else (None, None)
+            if wp is not None and m is not None and wp.shape == l.weight.shape == m.shape:
+                # kept values refreshed and checked in one pass: the weights where kept, the kept values where masked
+                # (a refresh is harmless if a check then fails: the kept values of kept weights are never read)
+                if not _refresh_kept(wp, l.weight.detach(), m): _check_weight(l.weight, n); _check_weight(wp, n)
+                refreshed.add(n)
+            else:
+                _check_weight(l.weight, n)
+                if wp is not None and wp.shape == l.weight.shape: _check_weight(wp, n)
         self.attach()
         if fresh: lean = self._lean_layers()
         kc = self.granularity.kills_channel
@@ -612,7 +627,7 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
                 _check_weight(l.weight_pruned if keep else l.weight, n)
                 raise ValueError(f"scores for layer {n!r} are not finite")
         for n,l in self.layers.items():
-            if keep and n not in lean: _copy_where(l.weight_pruned, l.weight.detach(), l.weight_mask)
+            if keep and n not in lean and n not in refreshed: _refresh_kept(l.weight_pruned, l.weight.detach(), l.weight_mask)
         old = {n: _chan_keep(l, l.weight_mask) for n,l in self.layers.items()} if kc else {}
         if self.groups is None: srcs = {n: _Src(self, n, l, keep) for n,l in self.layers.items() if n not in lean}
         else: old_groups, srcs = [_group_alive(g) for g in self.groups], {g.name: _GroupSrc(self, g, keep) for g in self.groups}
@@ -627,20 +642,23 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
         for src in srcs.values(): src.write()
         for n,l in self.layers.items():
             if n in lean: continue
-            if keep: l.weight.copy_(l.weight_pruned)
-            _mul_mask(l.weight, l.weight_mask)
+            _mul_mask(l.weight, l.weight_mask, l.weight_pruned if keep else None)
             if kc:
                 keep_c = _chan_keep(l, l.weight_mask)
                 _kill_channels(l, self._bn.get(n), keep_c)
                 _revive_bn(self._bn.get(n), keep_c & ~old[n])
         if self.groups: _kill_group_norms(self.groups, old_groups)
-        self.kept = {n: (lean[n].kept if n in lean else int(torch.count_nonzero(l.weight_mask))) for n,l in self.layers.items()}
+        known = {n: src.kept for n,src in srcs.items() if src.kept is not None} if self.groups is None else {}
+        self.kept = {n: lean[n].kept if n in lean else known[n] if n in known else int(torch.count_nonzero(l.weight_mask))
+                     for n,l in self.layers.items()}
 
 @patch
 def _local(self:Sparsifier, src, s):
     "Prune `round(s/100*n)` structures of one layer"
-    _select(lambda i,sl,first: src.get(sl, first), [src.out], round(s/100*src.n))
+    k = round(s/100*src.n)
+    _select(lambda i,sl,first: src.get(sl, first), [src.out], k)
     src.release()
+    if getattr(src, 'direct', False): src.kept = src.n - k     # the decisions are the mask itself: no count needed
 
 @patch
 def _global(self:Sparsifier, srcs, s, final=None):
