@@ -15,7 +15,11 @@ Comparisons, each a `compare` group of rows with one `reference` row:
 - `prune local` / `prune global`: `Sparsifier.prune` vs a plain prune (scores, the reference selection above,
   masks copied into `weight_mask`, weights multiplied by them);
 - `lean path`: `Sparsifier.prune` in 'local' context on the layers of at most 2^17 weights, with its lean path
-  vs with the lean path disabled (`_LEAN_MAX = 0`, reference).
+  vs with the lean path disabled (`_LEAN_MAX = 0`, reference);
+- `sampled pass`: `Sparsifier.prune` in 'local' context with the selection's one pass guided by a sample vs the
+  radix histogram alone (`_select_sampled` disabled, reference);
+- `numpy compare`: the same, with the selection's comparisons and positions through numpy on CPU vs torch's
+  `gt`/`ge`/`nonzero`/`count_nonzero` (reference).
 Every comparison has two states: `first` (scores of the fresh weights; for prune, the first call on the model) and
 `repeat` (the model pruned once already: 90% of the scores are exact zeros; median of the repeated calls).
 
@@ -41,7 +45,8 @@ CONFIG = dict(
     min_kept=1,       # 'global': each layer keeps its best one (the Sparsifier's default); the references honour it
     resnet=dict(width=64),
     transformer=dict(layers=6, d_model=512, nhead=8, dim_feedforward=2048), linear=dict(n=6, width=4096),
-    compares=['exact_keep local', 'exact_keep global', 'prune local', 'prune global', 'lean path'],
+    compares=['exact_keep local', 'exact_keep global', 'prune local', 'prune global', 'lean path', 'sampled pass',
+              'numpy compare'],
     calls=5,          # timed calls per state (the 'first' state of prune is one call: the first)
     threads=1, seed=0)
 QUICK = dict(resnet=dict(width=16), transformer=dict(layers=1, d_model=128, nhead=4, dim_feedforward=256), linear=dict(n=2, width=512), calls=2)
@@ -49,7 +54,15 @@ METHODS = {'exact_keep local': ['kthvalue per layer', 'exact_keep per layer'],
            'exact_keep global': ['cat + kthvalue', 'exact_keep'],
            'prune local': ['plain prune', 'Sparsifier.prune'],
            'prune global': ['plain prune', 'Sparsifier.prune'],
-           'lean path': ['general path', 'lean path']}
+           'lean path': ['general path', 'lean path'],
+           'sampled pass': ['histogram only', 'sampled pass'],
+           'numpy compare': ['torch compare', 'numpy compare']}
+
+def torch_compare(SE):
+    "The selection's comparisons and positions with torch's CPU kernels (the reference of 'numpy compare')"
+    import torch
+    def split(x, lo, hi, o, m1): torch.gt(x, hi, out=o); torch.ge(x, lo, out=m1).logical_xor_(o)
+    SE._split, SE._positions, SE._n_true = split, lambda m: m.nonzero().squeeze(1), lambda m: int(torch.count_nonzero(m))
 
 def model(name, cfg):
     "The model, built with a fixed seed"
@@ -134,6 +147,9 @@ def child(name, compare, method, cfg):
         if not small: return print(json.dumps(None))
         sp = S.Sparsifier(m, 'weight', 'local', include=small, **kw)
         if method == 'general path': S._LEAN_MAX = 0
+    import fasterprune.selection as SE
+    if method == 'histogram only': SE._select_sampled = lambda *a: False
+    if method == 'torch compare': torch_compare(SE)
     layers = list(sp.layers.values())
     # warm-up on a tiny copy of the situation: the first call of the timed code is not the first call of its kernels
     tiny = [torch.randn(300, generator=torch.Generator().manual_seed(1)).abs() for _ in range(2)]
