@@ -7,6 +7,8 @@ harder setting, 5 seeds each, against a dense baseline. Each run: `set_seed(seed
 schedules are compared on the same seeds),
 `fit_one_cycle(epochs, lr, cbs=SparsifyCallback(...))`, then the accuracy of the final model (`learn.validate()`)
 and its sparsity counted as exact zeros over the pruned layers.
+The same fits run again with `prune_every=1` (masks recomputed after every batch of the ramp), to compare the callback's
+default mask-update rule with it, schedule by schedule.
 
     .venv/bin/python bench/study.py            # the study: bench/results/study.json and study.md (~5-10 min, 2 cores)
     .venv/bin/python bench/study.py --pilot    # the pilot that picked the harder setting (prints only)
@@ -57,6 +59,7 @@ CONFIG = dict(
     pilot_seeds=[0, 1, 2],
     curve_seed=0, curve_every=5,     # one seed's history, every 5th training batch (and the last)
     workers=2, torch_threads=1,
+    compare_prune_every=1,   # the study again with a recompute at every batch of the ramp, against the default rule
 )
 
 def _schedule(name):
@@ -87,13 +90,13 @@ def run_one(job):
         s = job['sched']
         kw = {k: v for k, v in s.items() if k not in ('label', 'schedule')}
         cb = SparsifyCallback(job['sparsity'], CONFIG['granularity'], CONFIG['context'], CONFIG['criteria'],
-                              _schedule(s['schedule']), **kw)
+                              _schedule(s['schedule']), prune_every=job.get('prune_every'), **kw)
     with learn.no_logging(): learn.fit_one_cycle(CONFIG['epochs'], CONFIG['lr'], cbs=cb)
     with learn.no_logging(): acc = float(learn.validate()[1])
     layers = pruned_layers(learn.model)
     zeros = sum(int((l.weight == 0).sum()) for l in layers.values())
     numel = sum(l.weight.numel() for l in layers.values())
-    res = dict(key=job['key'], label=job['label'], seed=job['seed'], accuracy=100*acc, sparsity=100*zeros/numel,
+    res = dict(key=job['key'] if not job.get('prune_every') else every_key(job['key']), label=job['label'], seed=job['seed'], accuracy=100*acc, sparsity=100*zeros/numel,
                time_s=time.perf_counter() - t0)
     if cb is not None:
         assert set(cb.sparsifier.layers) == set(layers), 'the callback pruned other layers than counted'
@@ -107,16 +110,31 @@ def run_one(job):
                                 realised=[round(float(v), 4) for v in h[idx, 2]])
     return res
 
-def jobs_for(settings, seeds, curves=True):
-    "Every (setting, schedule, seed) plus a dense run per model width and seed"
-    jobs = [dict(key=f"dense{w}", width=w, sparsity=0, label='dense', seed=s)
-            for w in sorted({st['width'] for st in settings}) for s in seeds]
+def jobs_for(settings, seeds, curves=True, prune_every=None):
+    "Every (setting, schedule, seed), plus a dense run per model width and seed at the default `prune_every`"
+    jobs = [] if prune_every else [dict(key=f"dense{w}", width=w, sparsity=0, label='dense', seed=s)
+                                   for w in sorted({st['width'] for st in settings}) for s in seeds]
     for st in settings:
         for sch in CONFIG['schedules']:
             for s in seeds:
                 jobs.append(dict(key=st['key'], width=st['width'], sparsity=st['sparsity'], label=sch['label'],
-                                 sched=sch, seed=s, curve=curves and s == CONFIG['curve_seed']))
+                                 sched=sch, seed=s, curve=curves and s == CONFIG['curve_seed'], prune_every=prune_every))
     return jobs
+
+def every_key(key): return f"{key}_every{CONFIG['compare_prune_every']}"
+
+def rules_markdown(summary, every, n):
+    "The default rule against a recompute at every batch, schedule by schedule"
+    lines = [f"## Mask updates: the default rule against `prune_every={CONFIG['compare_prune_every']}`", '',
+             '| setting | schedule | default rule | mask updates | every batch | mask updates | difference | within 2 standard errors |',
+             '|---|---|---:|---:|---:|---:|---:|---|']
+    for key, s in summary.items():
+        for a, b in zip(s['schedules'], every[every_key(key)]['schedules']):
+            d, se = a['mean'] - b['mean'], np.sqrt((a['std']**2 + b['std']**2)/n)
+            lines.append(f"| {key} | {a['label']} | {a['mean']:.2f} ± {a['std']:.2f} | {int(np.median(a['n_prunes']))} | "
+                         f"{b['mean']:.2f} ± {b['std']:.2f} | {int(np.median(b['n_prunes']))} | {d:+.2f} | "
+                         f"{'yes' if abs(d) <= 2*se else 'no'} |")
+    return '\n'.join(lines + [''])
 
 def run_all(jobs):
     "Run the jobs in `CONFIG['workers']` processes, one torch thread each"
@@ -215,15 +233,17 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.pilot: return pilot()
     t0, src = time.perf_counter(), versions().get('fasterprune_src')
-    runs = run_all(jobs_for(CONFIG['settings'], CONFIG['seeds']))
+    runs = run_all(jobs_for(CONFIG['settings'], CONFIG['seeds']) +
+                   jobs_for(CONFIG['settings'], CONFIG['seeds'], curves=False, prune_every=CONFIG['compare_prune_every']))
     changed = versions().get('fasterprune_src') != src
     if changed: print(f'warning: the fasterprune sources changed during the run (they were {src} when it started)')
     summary = summarise(runs, CONFIG['settings'])
+    every = summarise(runs, [dict(st, key=every_key(st['key'])) for st in CONFIG['settings']])
     elapsed = time.perf_counter() - t0
-    body = markdown(summary) + (f"\n{len(runs)} fits in {elapsed:.0f} s on {CONFIG['workers']} worker processes "
+    body = markdown(summary) + rules_markdown(summary, every, len(CONFIG['seeds'])) + (f"\n{len(runs)} fits in {elapsed:.0f} s on {CONFIG['workers']} worker processes "
                                 f"({CONFIG['torch_threads']} torch thread each), fasterprune sources {src}"
                                 + (' (changed during the run)' if changed else '') + ".\n")
-    path = write_results(NAME, CONFIG, dict(summary=summary, fasterprune_src_used=src, src_changed_during_run=changed,
+    path = write_results(NAME, CONFIG, dict(summary=summary, every_batch=every, fasterprune_src_used=src, src_changed_during_run=changed,
                                             runs=[{k: v for k, v in r.items() if k != 'curve'} for r in runs]),
                          body, __file__, elapsed,
                          results_dir=a.out)

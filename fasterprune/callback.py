@@ -110,7 +110,7 @@ class SparsifyCallback(Callback):
         start_sparsity:float=0.,          # Sparsity before the window, in percent
         start_epoch:float=0.,             # Epoch at which pruning starts (the dense lead-in before it)
         end_epoch:float=None,             # Epoch at which the target is reached; None: end of training
-        prune_every=None,                 # None: when the scheduled sparsity changes; k: every k batches; 'epoch'
+        prune_every=None,                 # None: 100-200 updates per ramp (see schedules); k: every k batches; 'epoch'
         mask_end_epoch:float=None,        # Masks keep updating at the target until this epoch; None: frozen after ramp
         layer_sparsity:dict=None,         # Per-layer targets {name or pattern: percent}; 'global': the rest makes up the total
         layer_types:tuple=None,           # Layer types to prune; None: Linear, Conv and ConvTranspose layers

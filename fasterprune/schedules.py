@@ -93,6 +93,8 @@ def check_schedule(sched, start, end, n:int=101):
     return vals
 
 # %% ../nbs/00_schedules.ipynb #67d95947
+_UPDATES = 100   # prune_every=None: masks follow a ramp every 1/_UPDATES of it, and when it moved 1/_UPDATES of its range
+
 class SparsitySchedule:
     "Scheduled sparsity (%) at any point of a fit: `start` before the window, `sched` inside, its final value after"
     def __init__(self,
@@ -101,7 +103,7 @@ class SparsitySchedule:
         start:float=0.,         # Sparsity before the window, in percent
         start_epoch:float=0.,   # Epoch at which the window opens (fractions allowed)
         end_epoch:float=None,   # Epoch at which it closes; None: the end of training
-        prune_every=None,       # None: when the scheduled sparsity changes; k: every k batches; 'epoch': once per epoch
+        prune_every=None,       # None: every 1/100 of the ramp, at moves of 1/100 of its range and at jumps; k: every k batches; 'epoch'
         mask_end_epoch:float=None, # Masks keep updating at the target until this epoch; None: frozen after the ramp
     ):
         for nm, v in (('sparsity', end), ('start_sparsity', start)):
@@ -120,6 +122,7 @@ class SparsitySchedule:
         self.sched,self.end,self.start,self.start_epoch,self.end_epoch = sched,float(end),float(start),float(start_epoch),end_epoch
         self.prune_every,self.mask_end_epoch = prune_every,mask_end_epoch
         self.final = float(check_schedule(sched, self.start, self.end)[-1])
+        self.step = abs(self.final - self.start)/_UPDATES   # a move that the default rule applies at once
 
     def window(self, n_epoch):
         "The (start_epoch, end_epoch) of the ramp for a fit of `n_epoch` epochs"
@@ -155,6 +158,11 @@ class SparsitySchedule:
         "Index of the training batch on which the ramp ends (its last value is applied there)"
         return math.ceil(self.window(n_epoch)[1]*n_batch - 1e-9) - 1
 
+    def _grid(self, n_epoch:int, n_batch:int):
+        "The ramp's first training batch, and the default rule's interval: 1/100 of the ramp's batches (at least 1)"
+        first = math.floor(self.window(n_epoch)[0]*n_batch + 1e-9)
+        return first, max(1, math.ceil((self.ramp_end_batch(n_epoch, n_batch) - first + 1)/_UPDATES))
+
     def is_prune_step(self, i:int, n_epoch:int, n_batch:int, value:float, last:float|None)->bool:
         "Whether masks are recomputed at batch `i` of the fit, where the schedule gives `value` and `last` was applied"
         p, (s, e) = (i + 1) / n_batch, self.window(n_epoch)
@@ -162,7 +170,11 @@ class SparsitySchedule:
         if p <= s or p > self.mask_end(n_epoch): return changed
         k = n_batch if self.prune_every == 'epoch' else self.prune_every
         if k is None:
-            if p <= e: return changed                    # the ramp: whenever the schedule moves
+            if p <= e:   # the ramp: on a grid of 1/100 of it, at a move of 1/100 of its range, at a step's jump, at its end
+                first, every = self._grid(n_epoch, n_batch)
+                return changed and ((i - first + 1) % every == 0 or i == self.ramp_end_batch(n_epoch, n_batch)
+                                    or abs(value - (0. if last is None else last)) >= self.step*(1 - 1e-9)
+                                    or self(i/n_batch, n_epoch) == self((i - 1)/n_batch, n_epoch))   # held, then moved
             k = n_batch                                  # after the ramp, in the mask window: once per epoch
         return changed and p > e or (i + 1) % k == 0 or i == self.ramp_end_batch(n_epoch, n_batch)
 
