@@ -298,6 +298,9 @@ def test_signatures_readable(page):
     text = (DOCS / page).read_text(encoding="utf-8")
     sigs = [html.unescape(re.sub(r"<[^>]+>", "", m)) for m in SIGNATURE.findall(text)]
     sigs = [s for s in sigs if re.match(r"(async )?def |class ", s)]
+    cells = json.loads(PAGES[page].read_text(encoding="utf-8"))["cells"]
+    if any("#| export" in "".join(c["source"]) and re.search(r"^(def|class) ", "".join(c["source"]), re.M) for c in cells):
+        assert sigs, f"{page}: exports functions or classes, but no API signature was found in its HTML ({REBUILD_HINT})"
     bad = [f"{why}: {s.splitlines()[0]} ... {line.strip()}" for s in sigs for line in s.splitlines()
            for pat, why in UNREADABLE.items() if pat in line]
     assert not bad, f"{page}: unreadable API signatures ({REBUILD_HINT}):\n" + "\n".join(bad[:10])

@@ -40,7 +40,7 @@ def test_license_file_matches():
     assert PROJECT["license"] == "Apache-2.0"
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
-    assert "LICENSE" in PROJECT.get("license-files", ["LICENSE"])
+    assert "LICENSE" in PROJECT["license-files"]
 
 
 def test_python_versions_agree():
