@@ -6,7 +6,7 @@ Docs: https://fasterprune.github.io/fasterprune/callback.html.md"""
 
 # %% ../nbs/04_callback.ipynb #9368e5a2
 from __future__ import annotations
-import contextlib, functools, inspect, math, numbers, sys, warnings
+import contextlib, inspect, math, numbers, sys, warnings
 import numpy as np
 import pandas as pd
 import torch
@@ -22,7 +22,8 @@ from .schedules import *
 from .granularity import *
 from .criteria import *
 from .sparsifier import *
-from .sparsifier import _check_types, _patterns, _load_hook, _check_range, _one_criterion
+from .schedules import _sched_name
+from .sparsifier import _check_types, _patterns, _load_hook, _check_range, _one_criterion, _is_num, _criterion_for
 from .export import compact as _compact
 
 _as_granularity, _as_criterion = granularity, criterion   # the arguments of SparsifyCallback shadow these names
@@ -31,8 +32,6 @@ _as_granularity, _as_criterion = granularity, criterion   # the arguments of Spa
 __all__ = ['SparsifyCallback']
 
 # %% ../nbs/04_callback.ipynb #5fc3e17e
-def _is_num(x): return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
 def _check_bool(v, arg):
     if not isinstance(v, bool): raise TypeError(f"`{arg}` must be True or False, got {v!r}")
 
@@ -55,10 +54,6 @@ def _check_layer_sparsity(ls, g):
             raise ValueError(f"`layer_sparsity`[{k!r}] must be a number in [0, 100] (percent), got {v!r}")
         _check_reach(g, v, f"layer_sparsity[{k!r}]")
         _warn_fraction(v, f"layer_sparsity[{k!r}]")
-
-def _unwrap(model):
-    "The user's model inside a `DistributedDataParallel`/`DataParallel` wrapper (as in fastai's `distrib_ctx`), else `model`"
-    return model.module if isinstance(model, (DistributedDataParallel, DataParallel)) else model
 
 def _rank0_seed(ddp:DistributedDataParallel)->int:
     "Rank 0's `torch.initial_seed()`, broadcast to the ranks of `ddp`: a seed they share (draws nothing from the fit's RNG)"
@@ -92,10 +87,6 @@ def _fine_tune_frame():
     while f is not None and f.f_code is not _FINE_TUNE: f = f.f_back
     return f
 
-def _sched_name(f):
-    f = getattr(f, 'func', f)
-    return getattr(f, '__name__', type(f).__name__)
-
 class SparsifyCallback(Callback):
     "Prune the model's layers during training to `sparsity` % on `schedule`"
     # 12: after AMP (10) has unscaled gradients, so gradient criteria see true values, and after fastai's
@@ -110,7 +101,7 @@ class SparsifyCallback(Callback):
         start_sparsity:float=0.,          # Sparsity before the window, in percent
         start_epoch:float=0.,             # Epoch at which pruning starts (the dense lead-in before it)
         end_epoch:float=None,             # Epoch at which the target is reached; None: end of training
-        prune_every=None,                 # None: 100-200 updates per ramp (see schedules); k: every k batches; 'epoch'
+        prune_every=None,                 # None: up to ~200 updates per ramp (see schedules); k: every k batches; 'epoch'
         mask_end_epoch:float=None,        # Masks keep updating at the target until this epoch; None: frozen after ramp
         layer_sparsity:dict=None,         # Per-layer targets {name or pattern: percent}; 'global': the rest makes up the total
         layer_types:tuple=None,           # Layer types to prune; None: Linear, Conv and ConvTranspose layers
@@ -125,7 +116,8 @@ class SparsifyCallback(Callback):
         criteria = _one_criterion(criteria, criterion)
         self.schedule = SparsitySchedule(schedule, sparsity, start_sparsity, start_epoch, end_epoch, prune_every,
                                          mask_end_epoch)
-        self.granularity, self.criteria = _as_granularity(granularity), _as_criterion(criteria)
+        self.granularity = _as_granularity(granularity)
+        self.criteria = _criterion_for(criteria, self.granularity)
         if context not in ('local', 'global'):
             raise ValueError(f"`context` must be 'local' or 'global', got {context!r}")
         g = self.granularity
@@ -161,7 +153,7 @@ class SparsifyCallback(Callback):
 
     def _sparsifier_for(self, model):
         "This callback's `Sparsifier` over `model` (unwrapped from DDP: layer names are the user's), built once per model"
-        model = _unwrap(model)
+        model = get_model(model)   # the user's model inside DDP/DataParallel (fastai)
         if self.sparsifier is None or self._model is not model:
             xb = self._example_batch() if self.granularity.kills_channel else None   # to trace channels: 'filter', 'coupled'
             sp = Sparsifier(model, self.granularity, self.context, self.criteria, example_inputs=xb, **self.sp_kwargs)
@@ -469,7 +461,7 @@ def report(self:SparsifyCallback, model:nn.Module|None=None # None: the one of t
           )->pd.DataFrame:
     "`sparsity_report` of every Linear/Conv layer and `unprunable_weights` of the model, with `pruned`: whether this callback prunes it"
     if model is None: model = self.learn.model if self.learn is not None else self._model
-    model = _unwrap(model)
+    model = get_model(model)   # the user's model inside DDP/DataParallel (fastai)
     sel = {id(l) for l in self._sparsifier_for(model).layers.values()}
     r = sparsity_report(model, unprunable=True)      # MultiheadAttention.in_proj_weight, Embedding tables...: never pruned
     mods = dict(model.named_modules())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math, functools, numbers
 import numpy as np
 import matplotlib.pyplot as plt
-from fastai.callback.schedule import sched_lin, sched_cos, sched_exp, sched_no
+from fastai.callback.schedule import sched_lin, sched_cos, sched_exp, sched_no, SchedPoly
 
 # %% auto #0
 __all__ = ['one_shot', 'iterative', 'sched_agp', 'sched_onecycle', 'sched_dsd', 'sched_log', 'scheduled_values', 'check_schedule',
@@ -69,7 +69,7 @@ def scheduled_values(sched, start, end, pos):
 
 # %% ../nbs/00_schedules.ipynb #06d4f8f3
 def _sched_name(sched):
-    f = sched.func if isinstance(sched, functools.partial) else sched
+    f = getattr(sched, 'func', sched)   # a partial's function
     return getattr(f, '__name__', type(f).__name__)
 
 def check_schedule(sched, start, end, n:int=101):
@@ -249,23 +249,22 @@ def plot_prune_steps(ss:SparsitySchedule, # The schedule with its target and win
     return ax
 
 # %% ../nbs/00_schedules.ipynb #68e82479
+def _scalar(res): return float(res) if np.ndim(res) == 0 else res   # a float for a scalar position, else the array
+
 def sched_cos_in(start, end, pos):
     "Quarter-cosine ramp, slow first and fastest at the end: `start + (end-start)*(1-cos(pi*pos/2))` (INC's 'cos')"
-    res = start + (end - start) * (1 - np.cos(np.pi/2 * np.asarray(pos, dtype=float)))
-    return float(res) if np.ndim(res) == 0 else res
+    return _scalar(start + (end - start) * (1 - np.cos(np.pi/2 * np.asarray(pos, dtype=float))))
 
 def sched_pow(start, end, pos, power:float=3):
     "Power ramp, slow first: `start + (end-start)*pos**power` (INC's 'cube' with `power=3`; AGP bends the other way)"
     if not isinstance(power, numbers.Real) or isinstance(power, bool) or not power > 0:
         raise ValueError(f"sched_pow: `power` must be a number > 0, got {power!r}")
-    res = start + (end - start) * np.asarray(pos, dtype=float)**power
-    return float(res) if np.ndim(res) == 0 else res
+    return _scalar(SchedPoly(start, end, power)(np.asarray(pos, dtype=float)))   # fastai's polynomial schedule
 
 def sched_density_exp(start, end, pos):
     "The density (100 - sparsity) decays geometrically: `100 - (100-start)*((100-end)/(100-start))**pos` (INC's 'exp')"
     if start >= 100: raise ValueError(f"sched_density_exp: `start_sparsity` must be < 100 (the density decays from it), got {start!r}")
-    res = 100 - (100 - start) * ((100 - end)/(100 - start)) ** np.asarray(pos, dtype=float)
-    return float(res) if np.ndim(res) == 0 else res
+    return _scalar(100 - sched_exp(100 - start, 100 - end, np.asarray(pos, dtype=float)))   # fastai's sched_exp on the density
 
 # %% ../nbs/00_schedules.ipynb #e14c22d8
 def stepwise(start, end, pos,

@@ -125,9 +125,9 @@ def _select_small(get, outs, k, mins):
     for o in outs:
         torch.logical_not(pr[off:off+o.numel()], out=o); off += o.numel()
 
-# On CPU the comparisons and the positions of a chunk go through numpy (zero-copy views): its kernels for them ran 4-8x
-# faster than torch's here (a float32 > scalar into bool: 7 vs 60 us per 128K; flatnonzero vs nonzero: 19 vs 116 us),
-# which took a ResNet-18 recompute from 65 to 49 ms (bench/hook_share.py)
+# On CPU the comparisons and the positions of a chunk go through numpy (zero-copy views): timed alone on 128K floats,
+# a float32 > scalar into bool took 7 us there against torch's 60, flatnonzero 19 us against nonzero's 116; a whole
+# selection takes 0.54-0.95 of the time with torch's (bench/selection.py, 'numpy compare')
 def _split(x, lo, hi, o, m1):
     "o = x > hi; m1 = lo <= x <= hi"
     if x.device.type == 'cpu':
@@ -228,7 +228,8 @@ def _select(get, outs, k, mins=None):
     if n <= _SMALL: return _select_small(get, outs, k, mins)
     # the sampled pass ignores the floors: its result stands where every tensor keeps them anyway (then the greedy
     # selection never skips a tensor), else the histogram path below redoes the selection with them
-    if _select_sampled(get, outs, k, mins) and all(_n_true(o) >= m for o,m in zip(outs, mins) if m): return
+    # on CPU only: on an H100 it made a 1.07B-weight global selection 2.8x slower (bench/gpu_cost.py)
+    if outs[0].device.type == 'cpu' and _select_sampled(get, outs, k, mins) and all(_n_true(o) >= m for o,m in zip(outs, mins) if m): return
     dev = outs[0].device
     bufs = _Bufs(dev)
     acc = torch.zeros(65536, dtype=torch.long, device=dev)

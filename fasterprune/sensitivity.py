@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy, glob, itertools, math, numbers, warnings
 import torch, pandas as pd
 from torch import nn
-from .sparsifier import Sparsifier, select_layers, output_layer, prunable_types
+from .sparsifier import Sparsifier, select_layers, output_layer, prunable_types, _is_num
 from .groups import channel_groups
 
 # %% auto #0
@@ -62,8 +62,6 @@ def _units(model, layers:dict, example_inputs=None)->list:
     return res
 
 # %% ../nbs/18_sensitivity.ipynb #b4dacc84
-def _is_num(x): return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
 def _check_sparsities(sparsities, top)->list:
     "Sorted distinct sparsities in (0, top], or a ValueError"
     if isinstance(sparsities, (str, bytes)) or not hasattr(sparsities, '__iter__'): sparsities = [sparsities]

@@ -256,11 +256,6 @@ def _semi_class(backend:str):
     return dict(cusparselt=torch.sparse.SparseSemiStructuredTensorCUSPARSELT,
                 cutlass=torch.sparse.SparseSemiStructuredTensorCUTLASS)[backend]
 
-def _torch_choice():
-    "The subclass `torch.sparse.to_sparse_semi_structured` converts to (it looks at `_FORCE_CUTLASS` only)"
-    forced = torch.sparse.SparseSemiStructuredTensor._FORCE_CUTLASS
-    return torch.sparse.SparseSemiStructuredTensorCUTLASS if forced else torch.sparse.SparseSemiStructuredTensorCUSPARSELT
-
 def _not_24(w:Tensor)->str|None:
     "Where `w` (out, in) breaks 2:4 along `in` (None if it is exactly 2:4)"
     if w.shape[1] % 4: return f"its input dimension ({w.shape[1]}) is not a multiple of 4"
@@ -336,6 +331,6 @@ def to_semi_structured(model:nn.Module, # a float16/bfloat16 model on a CUDA GPU
     for n, m in layers.items(): _check_semi_device(n, m, backend)
     for m in layers.values():
         w = m.weight.detach().contiguous()
-        sw = torch.sparse.to_sparse_semi_structured(w) if cls is _torch_choice() else cls.from_dense(w)
+        sw = cls.from_dense(w)   # what torch.sparse.to_sparse_semi_structured does for the subclass it picks
         m.weight = nn.Parameter(sw, requires_grad=False)
     return model

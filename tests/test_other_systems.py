@@ -12,11 +12,11 @@ from fastai.callback.training import GradientAccumulation
 
 from fasterprune.schedules import (SparsitySchedule, from_steps, stepwise, sched_lin, sched_cos_in, sched_pow,
                                    sched_density_exp, one_shot, sched_agp)
-from fasterprune.criteria import Taylor, criterion
+from fasterprune.criteria import Taylor, criterion, taylor
 from fasterprune.sparsifier import Sparsifier
 from fasterprune.callback import SparsifyCallback
 from fasterprune.lock import PatternLock, lock_zeros
-from fasterprune.demo import digits_learner
+from fasterprune.demo import digits_learner, digits_cnn
 
 torch.set_num_threads(1)
 settings.register_profile('os', max_examples=40, deadline=None)
@@ -99,6 +99,7 @@ def test_taylor_averages_the_optimizer_steps(n_acc):
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-2, cbs=cbs)
     n_steps = len(learn.dls.train) // (2 if n_acc else 1)
     assert len(rec.steps) == n_steps
+    assert set(crit.state) == {'0', '3', '6'}
     for name in crit.state:
         assert crit.n[name] == n_steps
         ref = torch.stack([s[name] for s in rec.steps]).mean(0)
@@ -189,3 +190,11 @@ def test_layer_range_refused_before_training():
     with learn.no_bar(), learn.no_logging(), pytest.raises(ValueError, match='layer_range'):
         learn.fit(1, 1e-2, cbs=SparsifyCallback(95, context='global', layer_range=(0, 90)))
     assert torch.equal(learn.model[0].weight, w0)
+
+def test_taylor_follows_the_granularity():
+    "By name, Taylor sums over the structures pruned; a Taylor built for other structures is refused before training"
+    assert repr(SparsifyCallback(50, 'filter', criteria='taylor').criteria) == "Taylor('filter')"
+    assert repr(Sparsifier(digits_cnn(), 'block4', criteria='taylor').criteria) == "Taylor('block4')"
+    for c in (taylor, Taylor('row')):
+        with pytest.raises(ValueError, match=r"criteria Taylor\('(weight|row)'\).*'filter'"): SparsifyCallback(50, 'filter', criteria=c)
+        with pytest.raises(ValueError, match="Taylor"): Sparsifier(digits_cnn(), 'filter', criteria=c)

@@ -1,4 +1,4 @@
-"On a GPU the exact selection prunes the same scores as on the CPU: the sampled pass and the histogram path (skipped without CUDA)"
+"On a GPU (the histogram path) the exact selection prunes the same scores as on the CPU (the sampled pass, or the histogram path); skipped without CUDA"
 import pytest, torch
 import fasterprune.selection as S
 from fasterprune.selection import exact_keep
@@ -14,7 +14,7 @@ def cases():
     return [(gauss, k) for k in (1, n//10, n//2, 9*n//10, n - 5)] + [(quant, n//3), (zeros, n//2), (zeros, 19*n//20)]
 
 @cuda
-@pytest.mark.parametrize('sampled', [True, False])
+@pytest.mark.parametrize('sampled', [True, False])   # on the CPU side; the GPU always takes the histogram path
 def test_cuda_matches_cpu(sampled, monkeypatch):
     if not sampled: monkeypatch.setattr(S, '_select_sampled', lambda *a: False)
     for x, k in cases():
