@@ -22,8 +22,9 @@ from .schedules import *
 from .granularity import *
 from .criteria import *
 from .sparsifier import *
+from .layers import *
 from .schedules import _sched_name
-from .sparsifier import _check_types, _patterns, _load_hook, _check_range, _one_criterion, _is_num, _criterion_for
+from .sparsifier import _check_types, _patterns, _named_buffer, _load_hook, _check_range, _one_criterion, _is_num, _criterion_for
 from .export import compact as _compact
 
 _as_granularity, _as_criterion = granularity, criterion   # the arguments of SparsifyCallback shadow these names
@@ -210,7 +211,7 @@ class SparsifyCallback(Callback):
         "In a DDP fit, after new masks: the ranks' masks compared (one all-reduce of a fingerprint); if they differ, rank 0's model is taken, with a warning"
         ddp = self.__dict__.get('_ddp')
         if ddp is None: return
-        f = _fingerprint([m for l in sp.layers.values() if isinstance(m := l._buffers.get('weight_mask'), torch.Tensor)])
+        f = _fingerprint([m for l in sp.layers.values() if (m := _named_buffer(l, 'weight_mask')) is not None])
         both = torch.cat([f, -f])
         torch.distributed.all_reduce(both, torch.distributed.ReduceOp.MAX, group=ddp.process_group)
         if torch.equal(both[:f.numel()], -both[f.numel():]): return
@@ -404,7 +405,7 @@ class SparsifyCallback(Callback):
         learn, sp = self.__dict__.pop('_learner', None), self.sparsifier
         with torch.no_grad():
             for l in sp.layers.values():
-                if isinstance(m := l._buffers.get('weight_mask'), torch.Tensor): l.weight.masked_fill_(~m, 0.)
+                if (m := _named_buffer(l, 'weight_mask')) is not None: l.weight.masked_fill_(~m, 0.)
         if self.keep_masks: return sp.drop_pruned_values()
         if learn is not None and any(isinstance(cb, SaveModelCallback) and not (cb.every_epoch or cb.at_end) for cb in learn.cbs):
             warnings.warn("SparsifyCallback: SaveModelCallback reloads its best epoch after this fit, and that epoch "
@@ -459,13 +460,13 @@ def finish(self:SparsifyCallback, model:nn.Module|None=None # the pruned model; 
 @patch
 def report(self:SparsifyCallback, model:nn.Module|None=None # None: the one of the callback's learner or last fit
           )->pd.DataFrame:
-    "`sparsity_report` of every Linear/Conv layer and `unprunable_weights` of the model, with `pruned`: whether this callback prunes it"
+    "`sparsity_report` of every prunable layer and the other weights of the model, with `pruned`: whether this callback prunes it"
     if model is None: model = self.learn.model if self.learn is not None else self._model
     model = get_model(model)   # the user's model inside DDP/DataParallel (fastai)
-    sel = {id(l) for l in self._sparsifier_for(model).layers.values()}
-    r = sparsity_report(model, unprunable=True)      # MultiheadAttention.in_proj_weight, Embedding tables...: never pruned
-    mods = dict(model.named_modules())
-    r['pruned'] = [id(mods[n]) in sel if n in mods else False for n in r['name'][:-1]] + ['']
+    sel = {id(l.weight) for l in self._sparsifier_for(model).layers.values()}
+    r = sparsity_report(model, unprunable=True)      # Embedding tables, position embeddings...: not pruned by default
+    ws = {n: l.weight for n,l in prunable_weights(model).items()} | dict(model.named_parameters())
+    r['pruned'] = [id(ws[n]) in sel if n in ws else False for n in r['name'][:-1]] + ['']
     return r
 
 # %% ../nbs/04_callback.ipynb #e5b0c7f2

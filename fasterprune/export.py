@@ -11,7 +11,8 @@ import torch, pandas as pd
 from torch import nn
 from .granularity import out_in
 from .groups import channel_groups, _inputs
-from .sparsifier import output_layer, prunable_types
+from .sparsifier import output_layer
+from .layers import transposed_types
 
 # %% auto #0
 __all__ = ['has_masks', 'make_permanent', 'compact', 'compact_report']
@@ -174,7 +175,7 @@ def compact_report(model:nn.Module, # the model before `compact`
     after = dict(compacted.named_modules())
     rows = []
     for n,m in model.named_modules():
-        if not isinstance(m, prunable_types + (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)): continue
+        if not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.LayerNorm) + transposed_types()): continue
         a = after[n]
         rows.append(dict(name=n, type=type(m).__name__, shape=tuple(m.weight.shape) if m.weight is not None else (),
                          shape_after=tuple(a.weight.shape) if a.weight is not None else (),

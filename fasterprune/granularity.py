@@ -9,6 +9,7 @@ from __future__ import annotations
 import math, re
 import torch
 from torch import nn, Tensor
+from .layers import transposed_types
 
 # %% auto #0
 __all__ = ['granularity_names', 'out_in', 'from_out_in', 'Granularity', 'Weight', 'Row', 'Column', 'Kernel', 'Filter', 'Coupled',
@@ -20,6 +21,7 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def out_in(layer:nn.Module, # the layer the tensor belongs to
            t:Tensor):       # a tensor with the shape of `layer.weight`
     "View `t` (shaped like `layer.weight`) in (out, in, *kernel) layout"
+    if isinstance(layer, transposed_types()): return t.transpose(0, 1)
     if not isinstance(layer, _TRANSPOSED): return t
     g = layer.groups
     if g == 1: return t.transpose(0, 1)
@@ -29,6 +31,7 @@ def out_in(layer:nn.Module, # the layer the tensor belongs to
 def from_out_in(layer:nn.Module, # the layer the tensor belongs to
                 t:Tensor):       # a tensor in (out, in, *kernel) layout
     "Inverse of `out_in`: back to the layout of `layer.weight`"
+    if isinstance(layer, transposed_types()): return t.transpose(0, 1)
     if not isinstance(layer, _TRANSPOSED): return t
     g = layer.groups
     if g == 1: return t.transpose(0, 1)

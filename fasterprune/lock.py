@@ -12,6 +12,7 @@ from torch import nn
 from fastai.basics import *
 from fastai.callback.fp16 import MixedPrecision
 from .sparsifier import *
+from .layers import *
 from .sparsifier import _check_types, _patterns
 from .callback import SparsifyCallback
 
@@ -64,31 +65,31 @@ class PatternLock(Callback):
     def _sparsifier_for(self, model):
         "A `Sparsifier` over the selected layers of `model`, kept while the model and its layers stay the same"
         sp = self.sparsifier
-        if sp is None or sp.model is not model or any(model.get_submodule(n) is not l for n,l in sp.layers.items()):
+        if sp is None or sp.model is not model or any(get_layer(model, n) != l for n,l in sp.layers.items()):
             self.sparsifier = sp = Sparsifier(model, **self.select)
         return sp
 
     def _check_alone(self, sp):
         "ValueError when a SparsifyCallback or another PatternLock of this fit selects one of our layers; the layers they drive"
-        mine, model, driven = {id(l): n for n,l in sp.layers.items()}, self.learn.model, set()
+        mine, model, driven = {id(l.weight): n for n,l in sp.layers.items()}, self.learn.model, set()
         for cb in self.learn.cbs:
             if cb is self or not isinstance(cb, (SparsifyCallback, PatternLock)): continue
             try: other = cb.report(model) if isinstance(cb, SparsifyCallback) else cb._sparsifier_for(model).layers
             except Exception: continue          # its own before_fit names its error
             names = [n for n,p in zip(other['name'], other['pruned']) if p is True] if isinstance(cb, SparsifyCallback) else list(other)
-            if both := [n for n in names if id(model.get_submodule(n)) in mine]:
+            if both := [n for n in names if id(get_layer(model, n).weight) in mine]:
                 raise ValueError(f"layer {both[0]!r} is selected by {self!r} and by {cb!r} ({len(both)} layer(s) in common): a "
                                  "layer is either pruned or locked in a fit; split the layers with `include`, `exclude` or `layer_types`")
-            driven |= {id(model.get_submodule(n)) for n in names}
+            driven |= {id(get_layer(model, n).weight) for n in names}
         return driven
 
     def _warn_free(self, sp, driven=()):
         "Warn when nothing is locked, or when a layer that no callback of this fit drives holds zeros that training will revive"
         if not sum(self.zeros.values()):
             warnings.warn("PatternLock: the selected layers hold no zero weight, so nothing is locked (to prune, use SparsifyCallback)")
-        sel = {id(l) for l in sp.layers.values()} | set(driven)
-        free = [f"{n!r} ({z} zeros)" for n,m in self.learn.model.named_modules()
-                if isinstance(m, prunable_types) and id(m) not in sel and (z := int((m.weight.detach() == 0).sum()))]
+        sel = {id(l.weight) for l in sp.layers.values()} | set(driven)
+        free = [f"{n!r} ({z} zeros)" for n,l in prunable_weights(self.learn.model).items()
+                if id(l.weight) not in sel and (z := int((l.weight.detach() == 0).sum()))]
         if free: warnings.warn(f"PatternLock: layer(s) {', '.join(free[:6])} hold zeros but are not locked: training revives "
                                "them; lock them with `include`, `exclude`, `layer_types` or `prune_output=True`")
 

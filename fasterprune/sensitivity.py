@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy, glob, itertools, math, numbers, warnings
 import torch, pandas as pd
 from torch import nn
-from .sparsifier import Sparsifier, select_layers, output_layer, prunable_types, _is_num
+from .sparsifier import Sparsifier, select_layers, output_layer, _is_num
 from .groups import channel_groups
 
 # %% auto #0
@@ -81,7 +81,7 @@ def sensitivity(learn_or_model, # a fastai `Learner`, or an `nn.Module` (then pa
                 loss_func=None, # f(preds, targets); None: the Learner's
                 metric=None, # f(preds, targets) or a fastai metric; None: the Learner's first metric (none for a bare model)
                 coupled:bool=True, # measure layers whose outputs are added (residual branches) together, as one unit
-                layer_types=prunable_types, # layer classes to measure, as for `select_layers`
+                layer_types=None, # layer classes to measure, as for `select_layers` (None: its default)
                 include=None, # name pattern(s): only matching layers are measured
                 exclude=None, # name pattern(s): matching layers are left out
                 prune_output:bool=False, # measure the output layer too

@@ -6,7 +6,7 @@ Docs: https://fasterprune.github.io/fasterprune/sparsifier.html.md"""
 
 # %% ../nbs/03_sparsifier.ipynb #ea74a51a
 from __future__ import annotations
-import collections, fnmatch, math, numbers, warnings
+import collections, fnmatch, functools, math, numbers, warnings
 import torch, pandas as pd
 from torch import nn, Tensor
 from fastcore.basics import patch
@@ -16,16 +16,15 @@ from .selection import *
 from .selection import _select, _chunks, _CHUNK
 from .groups import channel_groups, norms_after
 import fasterprune.granularity as _gran
+from .layers import *
 
 # %% auto #0
-__all__ = ['prunable_types', 'output_layer', 'select_layers', 'unprunable_weights', 'Sparsifier', 'sparsity_report']
+__all__ = ['output_layer', 'select_layers', 'unprunable_weights', 'Sparsifier', 'sparsity_report']
 
 # %% ../nbs/03_sparsifier.ipynb #560aa258
-prunable_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-
 def output_layer(model:nn.Module)->str|None:
-    "Name of the model's output layer: its last `Linear`/`Conv`/`ConvTranspose` in module order (None if there is none)"
-    names = [n for n,m in model.named_modules() if isinstance(m, prunable_types)]
+    "Name of the model's output layer: its last `Linear`/`Conv`/`ConvTranspose` (or registered transposed) layer in module order (None if there is none)"
+    names = [n for n,l in prunable_weights(model).items() if not isinstance(l, WeightOf)]
     return names[-1] if names else None
 
 def _patterns(p, arg):
@@ -37,14 +36,15 @@ def _patterns(p, arg):
 def _match(name, pats): return any(fnmatch.fnmatchcase(name, p) for p in pats)
 
 def _check_types(layer_types):
-    lt = (layer_types,) if isinstance(layer_types, type) else layer_types
-    if not isinstance(lt, (tuple, list)) or not lt or not all(isinstance(t, type) and issubclass(t, prunable_types) for t in lt):
+    if layer_types is None: return default_types()
+    lt,known = (layer_types,) if isinstance(layer_types, type) else layer_types,known_types()
+    if not isinstance(lt, (tuple, list)) or not lt or not all(isinstance(t, type) and issubclass(t, known) for t in lt):
         raise ValueError(f"layer_types must be a tuple of layer classes among (or subclassing) "
-                         f"{', '.join(t.__name__ for t in prunable_types)}; got {layer_types!r}")
+                         f"{', '.join(t.__name__ for t in known)} (register another with `register_transposed`); got {layer_types!r}")
     return tuple(lt)
 
 def select_layers(model:nn.Module, # the model
-                  layer_types=prunable_types, # layer classes to prune (subclasses of `prunable_types`)
+                  layer_types=None, # layer classes to prune (subclasses of `known_types()`); None: `default_types()`
                   include=None, # name pattern(s) (fnmatch); only matching layers are pruned
                   exclude=None, # name pattern(s) (fnmatch); matching layers are left out
                   prune_output:bool=False, # prune the output layer (`output_layer`) too
@@ -54,14 +54,14 @@ def select_layers(model:nn.Module, # the model
     lt = _check_types(layer_types)
     inc,exc = _patterns(include, 'include'),_patterns(exclude, 'exclude')
     out = output_layer(model)
-    cands = {n:m for n,m in model.named_modules() if isinstance(m, lt)}
+    cands = prunable_weights(model, lt)
     for arg,pats in (('include', inc), ('exclude', exc)):
         for p in pats:
             if not any(fnmatch.fnmatchcase(n, p) for n in cands):
                 warnings.warn(f"{arg} pattern {p!r} matches no layer of layer_types (candidates: {_some(cands)})")
     sel = {n:m for n,m in cands.items() if (prune_output or n != out) and (not inc or _match(n, inc)) and not _match(n, exc)}
     names = ', '.join(t.__name__ for t in lt)
-    if sel and out in cands and out not in sel and set(lt) != set(prunable_types) and (not inc or _match(out, inc)) \
+    if sel and out in cands and out not in sel and set(lt) != set(default_types()) and (not inc or _match(out, inc)) \
        and not _match(out, exc):   # the user asked for these types: say that the output layer among them stays dense
         warnings.warn(f"the output layer {out!r} ({type(cands[out]).__name__}) is left dense although layer_types=({names}) "
                       "selects its type: pass prune_output=True to prune it too")
@@ -70,6 +70,8 @@ def select_layers(model:nn.Module, # the model
         if out in cands and not prune_output: why.append(f"output layer {out!r} left out (prune_output=False)")
         if inc: why.append(f"include={inc}")
         if exc: why.append(f"exclude={exc}")
+        if (emb := prunable_weights(model, embedding_types)) and not set(emb) <= set(cands):
+            why.append(f"{len(emb)} embedding table(s) ({_some(emb)}) are pruned only when named in layer_types")
         if un := unprunable_weights(model):
             why.append(f"left out whatever the arguments, as no layer type holds them: {_count_kinds(un)} ({_some(un)})")
         raise ValueError("No layer selected for pruning: nothing would be pruned. " + "; ".join(why))
@@ -77,10 +79,10 @@ def select_layers(model:nn.Module, # the model
 
 def unprunable_weights(model:nn.Module, # any model
                       )->dict:
-    "{parameter name: 'Owner.param'} of the weights of 2+ dims that are not a `prunable_types` layer's: never pruned"
-    mods = dict(model.named_modules())
-    held = {id(m.weight) for m in mods.values() if isinstance(m, prunable_types) and isinstance(m.weight, Tensor)}
-    inside = [n for n,m in mods.items() if isinstance(m, prunable_types)]   # e.g. a parametrized layer's `original`
+    "{parameter name: 'Owner.param'} of the weights of 2+ dims that no layer type of `known_types()` holds: never pruned"
+    mods,ws = dict(model.named_modules()),prunable_weights(model, known_types())
+    held = {id(l.weight) for l in ws.values() if isinstance(l.weight, Tensor)}
+    inside = [n for n,l in ws.items() if not isinstance(l, WeightOf)]   # e.g. a parametrized layer's `original`
     res = {}
     for pn,p in model.named_parameters():
         owner = pn.rpartition('.')[0]
@@ -104,7 +106,7 @@ def _some(d, n=6):
     return (', '.join(map(repr, ks[:n])) + (f", ... ({len(ks)} in all)" if len(ks) > n else '')) if ks else 'none'
 
 # %% ../nbs/03_sparsifier.ipynb #c8877160
-def _n_out(layer): return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+def _n_out(layer): return out_in(layer, layer.weight).shape[0]
 
 _ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Tanh,
                 nn.Sigmoid, nn.Dropout, nn.Identity)
@@ -161,16 +163,16 @@ def _refresh_kept(dst, src, m)->bool:
         t += float(fd[s].lerp_(fs[s], b.copy_(fm[s])).sum())
     return math.isfinite(t) or _finite(dst)
 
-def _load_hook(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-    "Complete or accept `weight_mask`/`weight_pruned` so that loading works strictly with and without them"
-    w = module.weight
-    sw = state_dict.get(prefix + 'weight', w)
-    for key,dt in (('weight_mask', torch.bool), ('weight_pruned', w.dtype)):
+def _load_hook(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs, attr='weight'):
+    "Complete or accept the mask buffers of weight `attr` (`weight_mask`/`weight_pruned`) so that loading works strictly with and without them"
+    w = getattr(module, attr)
+    sw = state_dict.get(prefix + attr, w)
+    for key,dt in ((attr + '_mask', torch.bool), (attr + '_pruned', w.dtype)):
         k,has = prefix + key, isinstance(module._buffers.get(key), Tensor)
         if k in state_dict and not has:
             module.register_buffer(key, torch.empty(state_dict[k].shape, dtype=dt, device=w.device))
         elif k not in state_dict and has:
-            state_dict[k] = (torch.ones(sw.shape, dtype=torch.bool, device=w.device) if key == 'weight_mask'
+            state_dict[k] = (torch.ones(sw.shape, dtype=torch.bool, device=w.device) if key.endswith('_mask')
                              else sw.detach().clone())
 
 def _elementwise(c):
@@ -186,13 +188,14 @@ def _check_range(r)->tuple:
 
 def _check_param(layer, name):
     "ValueError unless the forward pass uses `layer.weight` as stored (no parametrization, no old-style weight_norm)"
-    if nn.utils.parametrize.is_parametrized(layer, 'weight'):
-        kinds = ', '.join(type(p).__name__ for p in layer.parametrizations.weight)
+    layer,attr = owner(layer)
+    if nn.utils.parametrize.is_parametrized(layer, attr):
+        kinds = ', '.join(type(p).__name__ for p in layer.parametrizations[attr])
         raise ValueError(f"layer {name!r}: its weight is computed by a parametrization ({kinds}: weight_norm, spectral_norm, ...), "
                          "so zeros written into the stored tensors would not be zeros of the weight the forward pass uses. "
                          "Remove it before pruning (torch.nn.utils.parametrize.remove_parametrizations(layer, 'weight')) "
                          "or leave the layer out (exclude=...)")
-    if not isinstance(layer._parameters.get('weight'), nn.Parameter):
+    if not isinstance(layer._parameters.get(attr), nn.Parameter):
         raise ValueError(f"layer {name!r}: its weight is not a parameter but recomputed at each forward pass (old-style "
                          "torch.nn.utils.weight_norm or spectral_norm?): remove that first (torch.nn.utils.remove_weight_norm("
                          "layer)) or leave the layer out (exclude=...)")
@@ -220,7 +223,7 @@ class Sparsifier:
                  granularity:str|Granularity='weight', # a `Granularity` or its name ('weight', 'filter', 'block4', '2:4', ...)
                  context:str='local', # 'local': each layer reaches the target; 'global': one ranking across the layers
                  criteria=large_final, # a `Criterion` or its name: higher score = kept
-                 layer_types=prunable_types, # layer classes to prune (subclasses of `prunable_types`)
+                 layer_types=None, # layer classes to prune (subclasses of `known_types()`); None: `default_types()`
                  include=None, # fnmatch pattern(s) on qualified names: only matching layers are pruned
                  exclude=None, # fnmatch pattern(s): matching layers are left out
                  layer_sparsity:dict|None=None, # {name or pattern: final sparsity %} for layers with their own target
@@ -302,11 +305,17 @@ class Sparsifier:
 
 # %% ../nbs/03_sparsifier.ipynb #957c9cbd
 def _named_buffer(l, key):
-    b = l._buffers.get(key)
+    "Buffer `key` ('weight_mask', 'weight_pruned') of layer `l`, or None"
+    m,_ = owner(l)
+    b = m._buffers.get(_key(l, key))
     return b if isinstance(b, Tensor) else None
 
+def _key(l, key): return l.key(key) if isinstance(l, WeightOf) else key
+def _set_buffer(l, key, t): owner(l)[0].register_buffer(_key(l, key), t)
+
 def _drop(l, key):
-    if key in l._buffers: del l._buffers[key]
+    m,k = owner(l)[0],_key(l, key)
+    if k in m._buffers: del m._buffers[k]
 
 def _chan_keep(layer, mask):
     "Per output channel: does any weight of it survive?"
@@ -421,10 +430,10 @@ def attach(self:Sparsifier):
     for n,l in self.layers.items():
         m = _named_buffer(l, 'weight_mask')
         if m is None or m.dtype != torch.bool or m.shape != l.weight.shape:
-            l.register_buffer('weight_mask', torch.ones_like(l.weight, dtype=torch.bool))
+            _set_buffer(l, 'weight_mask', torch.ones_like(l.weight, dtype=torch.bool))
         if n not in self._hooks:
-            reg = getattr(l, 'register_load_state_dict_pre_hook', None)
-            self._hooks[n] = reg(_load_hook) if reg else l._register_load_state_dict_pre_hook(_load_hook, with_module=True)
+            mod,attr = owner(l)
+            self._hooks[n] = mod.register_load_state_dict_pre_hook(functools.partial(_load_hook, attr=attr))
 
 @patch
 def _check_sparsity(self:Sparsifier, v, arg='sparsity'):
@@ -630,7 +639,7 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
             wp = _named_buffer(l, 'weight_pruned')
             if not keep: _drop(l, 'weight_pruned')
             elif wp is None or wp.shape != l.weight.shape:
-                l.register_buffer('weight_pruned', l.weight.detach().clone()); refreshed.add(n)   # a fresh copy: nothing to refresh
+                _set_buffer(l, 'weight_pruned', l.weight.detach().clone()); refreshed.add(n)   # a fresh copy: nothing to refresh
         for n,st in lean.items():                            # effective weights and scores: all checked before any change
             l = self.layers[n]
             if not st.scores(self.criteria, n, l, keep):
@@ -758,21 +767,22 @@ def _covers(model, counted, what):
     return f"sum of the {len(counted)} {what if len(counted) != 1 else what[:-1]} above" + (f"; not counted: {_count_kinds(left)}" if left else '')
 
 def sparsity_report(model:nn.Module, # any model
-                    layers=None, # {name: module} or names; default: every Linear/Conv/ConvTranspose of the model
-                    unprunable:bool=False, # also list `unprunable_weights` (MultiheadAttention.in_proj_weight, Embedding tables, ...)
+                    layers=None, # {name: layer} or names; default: every layer of `default_types()` (`prunable_weights`)
+                    unprunable:bool=False, # also list the other weights of 2+ dims (Embedding tables, position embeddings, ...)
                    )->pd.DataFrame:
     "Per-weight table counted from the weights: name, type, shape, params, zeros, sparsity (%), plus a 'total' row saying what it sums"
-    if layers is None: layers = {n:m for n,m in model.named_modules() if isinstance(m, prunable_types)}
-    elif not isinstance(layers, dict): layers = {n: model.get_submodule(n) for n in layers}
+    if layers is None: layers = prunable_weights(model)
+    elif not isinstance(layers, dict): layers = {n: get_layer(model, n) for n in layers}
     rows, counted = [], set()
     for n,m in layers.items():
         w = getattr(m, 'weight', None)
         if not isinstance(w, Tensor): raise ValueError(f"layer {n!r} ({type(m).__name__}) has no weight to report")
-        rows.append(_row(n, type(m).__name__, w)); counted.add(id(w))
+        if id(w) in counted: continue   # a tied weight is counted once
+        rows.append(_row(n, layer_type(m), w)); counted.add(id(w))
     if unprunable:
-        for n,kind in unprunable_weights(model).items():
-            w = model.get_parameter(n)
-            rows.append(_row(n, kind, w)); counted.add(id(w))
+        mods = dict(model.named_modules())
+        for n,w in model.named_parameters():
+            if w.dim() > 1 and id(w) not in counted: rows.append(_row(n, _kind(mods, n), w)); counted.add(id(w))
     P,Z = sum(r['params'] for r in rows),sum(r['zeros'] for r in rows)
     what = 'weights' if unprunable else 'layers'
     rows.append(dict(name='total', type=_covers(model, counted, what), shape='', params=P, zeros=Z, sparsity=100*Z/P if P else 0.))

@@ -11,3 +11,7 @@ def pytest_pycollect_makeitem(collector, name, obj):
     if isinstance(collector, pytest.Module) and inspect.isfunction(obj) and obj.__module__ != collector.module.__name__:
         return []
     return None
+
+
+from torchvision_ops import declare_torchvision_ops
+declare_torchvision_ops()
