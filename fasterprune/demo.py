@@ -19,8 +19,8 @@ from .sparsifier import sparsity_report
 from .export import compact
 
 # %% auto #0
-__all__ = ['digits_data', 'digits_dls', 'digits_cnn', 'digits_mlp', 'BasicBlock', 'resnet18_32', 'digits_learner', 'model_costs',
-           'demo']
+__all__ = ['digits_data', 'digits_dls', 'digits_cnn', 'digits_mlp', 'BasicBlock', 'resnet18_32', 'stdlib_bytes', 'byte_chunks',
+           'digits_learner', 'model_costs', 'demo']
 
 # %% ../nbs/06_demo.ipynb #9af3eeb4
 def digits_data(valid_pct:float=0.2, # Fraction of images held out for validation
@@ -83,6 +83,21 @@ def resnet18_32(n_out:int=10, # classes
         ni = ws[i-1] if i else width
         layers += [BasicBlock(ni, w, 1 if i == 0 else 2), BasicBlock(w, w)]
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ws[-1], n_out))
+
+# %% ../nbs/06_demo.ipynb #b22ca77f
+def stdlib_bytes(package:str, # a package of the standard library, e.g. 'email'
+                )->bytes:
+    "The sources of standard-library `package`, concatenated in file-name order"
+    import sysconfig
+    files = sorted(Path(sysconfig.get_paths()['stdlib'], package).glob('**/*.py'))
+    if not files: raise ValueError(f"package must be a package of Python's standard library, got {package!r}")
+    return b'\n'.join(f.read_bytes() for f in files)
+
+def byte_chunks(data:bytes, # the text
+                n:int,      # bytes per chunk
+               )->Tensor:
+    "Non-overlapping chunks of `n` bytes of `data` as a (chunks, n) tensor of token ids (0-255); the rest is dropped"
+    return torch.frombuffer(bytearray(data[:len(data)//n*n]), dtype=torch.uint8).long().view(-1, n)
 
 # %% ../nbs/06_demo.ipynb #ea8ece98
 def digits_learner(model=None, # A model, or a function that builds one after seeding; `digits_cnn` if None
