@@ -110,9 +110,10 @@ def _atomic_write(path:str|Path):
     if not target.parent.is_dir(): raise FileNotFoundError(f"cannot write {str(path)!r}: no directory {str(target.parent)!r}")
     if target.is_dir(): raise IsADirectoryError(f"cannot write {str(path)!r}: it is a directory")
     tmp = _new_temp(target)
+    mode = stat.S_IMODE(tmp.stat().st_mode)                      # a new file's permissions (umask)
     try:
         yield tmp
-        if target.exists(): os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))   # the replaced file's permissions
+        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode) if target.exists() else mode)   # whatever the writer left
         _fsync(tmp)
         os.replace(tmp, target)
     except BaseException:
