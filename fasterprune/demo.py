@@ -17,6 +17,7 @@ from .schedules import *
 from .callback import *
 from .sparsifier import sparsity_report
 from .export import compact
+from .sparse import _atomic_write
 
 # %% auto #0
 __all__ = ['digits_data', 'digits_dls', 'digits_cnn', 'digits_mlp', 'BasicBlock', 'resnet18_32', 'stdlib_bytes', 'byte_chunks',
@@ -158,7 +159,7 @@ def demo(sparsity:float=95., schedule:str='sched_onecycle', epochs:int=10, lr:fl
     if out is not None:
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
         ax = cb.plot()
-        ax.figure.savefig(out/'sparsity.png', dpi=100, bbox_inches='tight')
-        report.to_csv(out/'report.csv', index=False)
-        (out/'summary.json').write_text(json.dumps(summary, indent=1))
+        with _atomic_write(out/'sparsity.png') as tmp: ax.figure.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
+        with _atomic_write(out/'report.csv') as tmp: report.to_csv(tmp, index=False)
+        with _atomic_write(out/'summary.json') as tmp: tmp.write_text(json.dumps(summary, indent=1))
     return learn, cb, report

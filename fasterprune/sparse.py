@@ -6,12 +6,11 @@ Docs: https://fasterprune.github.io/fasterprune/sparse.html.md"""
 
 # %% ../nbs/05a_sparse.ipynb #a85af8ae
 from __future__ import annotations
-import copy, fnmatch, json, math, numbers, warnings
+import contextlib, copy, fnmatch, json, math, numbers, os, secrets, stat, struct, warnings, zlib
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn, Tensor
-from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from .export import has_masks
 
@@ -19,7 +18,7 @@ from .export import has_masks
 __all__ = ['DEFAULT_MIN_SPARSITY', 'save_sparse', 'load_sparse', 'SparseLinear', 'to_sparse_linear', 'to_semi_structured']
 
 # %% ../nbs/05a_sparse.ipynb #0e522daf
-_FORMAT, _VERSION = 'fasterprune.sparse', 1
+_FORMAT, _VERSION = 'fasterprune.sparse', 2     # 2: a CRC32 of every stored tensor and of the header
 _INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 def _bits(t:Tensor)->Tensor:
@@ -57,6 +56,71 @@ def _unpack(mask:Tensor, values:Tensor, shape, key)->Tensor:
     out[nz] = _bits(values)
     return out.view(values.dtype).reshape(shape)
 
+# %% ../nbs/05a_sparse.ipynb #da0503b2
+_SEAL = b'"header_crc32":"'                    # the header's CRC32 is computed with its own value as 8 zeros
+_UNSEALED = _SEAL + b'00000000"'
+_MAX_HEADER = 100_000_000                        # safetensors' own limit on the size of the header, in bytes
+
+def _checksum(b)->str:
+    "CRC32 (zlib) of the bytes of buffer `b`, as 8 hex digits"
+    return f'{zlib.crc32(b):08x}'
+
+def _raw(t:Tensor)->np.ndarray:
+    "The bytes of CPU tensor `t` as safetensors stores them (C order, little-endian machine), as a numpy `uint8` array"
+    return t.contiguous().reshape(-1).view(torch.uint8).numpy() if t.numel() else np.zeros(0, np.uint8)
+
+def _seal_header(path):
+    "Write the CRC32 of the header of safetensors file `path` into its `header_crc32` metadata (8 zeros till then)"
+    with open(path, 'r+b') as f:
+        raw = f.read(struct.unpack('<Q', f.read(8))[0])
+        if raw.count(_UNSEALED) != 1: raise RuntimeError(f"save_sparse: no single `header_crc32` field in {str(path)!r}")
+        f.seek(8 + raw.index(_UNSEALED) + len(_SEAL))
+        f.write(_checksum(raw).encode())
+
+def _header_sealed(raw:bytes, meta:dict, p:str)->bool:
+    "Whether the header `raw` carries a CRC32 (`meta['header_crc32']`); raises if it does not match"
+    if 'header_crc32' not in meta:
+        if _SEAL in raw: raise ValueError(f"corrupt sparse checkpoint {p!r}: its header is damaged (its metadata is unreadable)")
+        return False
+    v = meta['header_crc32']
+    field = _SEAL + str(v).encode() + b'"'
+    if not (isinstance(v, str) and raw.count(field) == 1 and _checksum(raw.replace(field, _UNSEALED)) == v):
+        raise ValueError(f"corrupt sparse checkpoint {p!r}: its header (metadata and table of tensors) is damaged: "
+                         "its CRC32 does not match")
+    return True
+
+# %% ../nbs/05a_sparse.ipynb #9690f8b0
+def _new_temp(target:Path)->Path:
+    "A new empty file next to `target`, named `<stem>.<random>.tmp<suffix>`, with the permissions of a new file (umask)"
+    while True:
+        tmp = target.with_name(f'{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}')
+        try: os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)); return tmp
+        except FileExistsError: pass
+
+def _fsync(path, flags=os.O_RDWR):
+    "Flush the file or directory `path` to the disk"
+    fd = os.open(path, flags)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+@contextlib.contextmanager
+def _atomic_write(path:str|Path):
+    "Yield a temporary path next to `path`; on success fsync it and `os.replace` it over `path`, on any failure remove it"
+    target = Path(os.path.realpath(path))                        # a symlink is followed: its target is replaced
+    if not target.parent.is_dir(): raise FileNotFoundError(f"cannot write {str(path)!r}: no directory {str(target.parent)!r}")
+    if target.is_dir(): raise IsADirectoryError(f"cannot write {str(path)!r}: it is a directory")
+    tmp = _new_temp(target)
+    mode = stat.S_IMODE(tmp.stat().st_mode)                      # a new file's permissions (umask)
+    try:
+        yield tmp
+        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode) if target.exists() else mode)   # whatever the writer left
+        _fsync(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError): _fsync(target.parent, os.O_RDONLY)       # the rename itself (POSIX)
+
 # %% ../nbs/05a_sparse.ipynb #87870e5c
 def _dtype_name(dt:torch.dtype)->str: return str(dt).removeprefix('torch.')
 
@@ -66,8 +130,17 @@ def _dense_tensor(k, t):
         raise TypeError(f"save_sparse stores plain dense tensors only: state_dict entry {k!r} is a {kind}")
     return t.detach().cpu()
 
+def _write_sparse(tensors:dict, index:dict, path):
+    "Write `tensors` and the metadata of format `_VERSION` (`index`, the CRC32 of each tensor and of the header) atomically"
+    crcs = {k: _checksum(_raw(t)) for k, t in tensors.items()}
+    meta = dict(format=_FORMAT, version=str(_VERSION), bit_order='little', tensors=json.dumps(index),
+                crc32=json.dumps(crcs), header_crc32='00000000')
+    with _atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+        _seal_header(tmp)
+
 def save_sparse(model:nn.Module, # the model whose `state_dict` is saved (no fasterprune masks left)
-                path:str|Path, # the file to write (safetensors)
+                path:str|Path, # the file to write (safetensors); replaced only once the new one is complete
                 min_sparsity:float=50, # % of `+0.0` elements from which a float tensor is stored as bitmask + values
                )->Path:
     "Save `model.state_dict()` exactly to `path`, mostly-zero float tensors as a bitmask and their other elements"
@@ -84,27 +157,55 @@ def save_sparse(model:nn.Module, # the model whose `state_dict` is saved (no fas
             if t.numel(): seen.add(t.untyped_storage().data_ptr())
             tensors['dense/'+k] = t
         index[k] = dict(dtype=_dtype_name(t.dtype), shape=list(t.shape), stored='bitmask' if packed else 'dense')
-    meta = dict(format=_FORMAT, version=str(_VERSION), bit_order='little', tensors=json.dumps(index))
-    save_file(tensors, str(path), metadata=meta)
+    _write_sparse(tensors, index, path)
     return Path(path)
 
 # %% ../nbs/05a_sparse.ipynb #8edbacd5
-def _read_index(path)->dict:
-    "The `tensors` index of a `save_sparse` file, checked to be one"
-    if not Path(path).is_file(): raise FileNotFoundError(f"load_sparse: no file at {str(path)!r}")
+def _read_header(path)->tuple:
+    "(raw JSON header, parsed header) of the safetensors file at `path`"
+    p = str(path)
+    with open(p, 'rb') as f:
+        head, size = f.read(8), os.fstat(f.fileno()).st_size
+        n = struct.unpack('<Q', head)[0] if len(head) == 8 else 0
+        raw = f.read(n) if 0 < n <= min(size - 8, _MAX_HEADER) else None
     try:
-        with safe_open(str(path), 'pt') as f: meta, keys = f.metadata() or {}, set(f.keys())
-    except Exception as e: raise ValueError(f"load_sparse: {str(path)!r} is not a safetensors file ({e})") from None
+        if raw is None: raise ValueError(f"its first 8 bytes give a header of {n} bytes in a file of {size}")
+        header = json.loads(raw)
+        if not isinstance(header, dict) or not isinstance(header.get('__metadata__', {}), dict): raise ValueError('not a JSON object')
+    except ValueError as e:                                                     # UnicodeDecodeError and JSONDecodeError too
+        raise ValueError(f"load_sparse: {p!r} is not a safetensors file, or its header is damaged ({e})") from None
+    return raw, header
+
+def _read_index(path)->tuple:
+    "(`tensors` index, {stored tensor: CRC32} or None for a version 1 file) of a `save_sparse` file, its header verified"
+    p = str(path)
+    if not Path(path).is_file(): raise FileNotFoundError(f"load_sparse: no file at {p!r}")
+    raw, header = _read_header(path)
+    meta = header.get('__metadata__', {})
+    sealed = _header_sealed(raw, meta, p)                                       # first: any damaged field is caught here
     if meta.get('format') != _FORMAT:
-        raise ValueError(f"load_sparse: {str(path)!r} was not written by save_sparse (its metadata has no "
+        raise ValueError(f"load_sparse: {p!r} was not written by save_sparse (its metadata has no "
                          f"format={_FORMAT!r}); a plain safetensors file loads with safetensors.torch.load_file")
-    if int(meta.get('version', 0)) > _VERSION:
-        raise ValueError(f"load_sparse: {str(path)!r} has format version {meta['version']}; this fasterprune reads up to {_VERSION}")
-    index = json.loads(meta['tensors'])
-    for k, e in index.items():
-        need = {'bitmask/'+k, 'values/'+k} if e['stored'] == 'bitmask' else {'dense/'+k}
-        if not need <= keys: raise ValueError(f"corrupt sparse checkpoint {str(path)!r}: {sorted(need - keys)} missing")
-    return index
+    try: version = int(meta.get('version', 0))
+    except ValueError: raise ValueError(f"corrupt sparse checkpoint {p!r}: format version {meta['version']!r}") from None
+    if version > _VERSION:
+        raise ValueError(f"load_sparse: {p!r} has format version {version}; this fasterprune reads up to {_VERSION}")
+    if version >= 2 and not sealed:
+        raise ValueError(f"corrupt sparse checkpoint {p!r}: its header is damaged: it has no `header_crc32` field")
+    keys = set(header) - {'__metadata__'}
+    try:
+        index = json.loads(meta['tensors'])
+        crcs = json.loads(meta['crc32']) if version >= 2 else None
+        for k, e in index.items():
+            need = {'bitmask/'+k, 'values/'+k} if e['stored'] == 'bitmask' else {'dense/'+k}
+            if not need <= keys: raise ValueError(f"{sorted(need - keys)} missing")
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ValueError(f"corrupt sparse checkpoint {p!r}: {e}") from None
+    if crcs is not None and set(crcs) != keys:
+        raise ValueError(f"corrupt sparse checkpoint {p!r}: the tensors with a CRC32 are not those in the file")
+    if crcs is None: warnings.warn(f"load_sparse: {p!r} has format version {version}, which has no checksums: it cannot "
+                                   "be checked for damage; save it again with save_sparse to add them", stacklevel=3)
+    return index, crcs
 
 def _first_mismatch(target:dict, index:dict)->str|None:
     "How the file's `index` differs from the model's state_dict `target`, at the first differing key (None if it fits)"
@@ -117,21 +218,31 @@ def _first_mismatch(target:dict, index:dict)->str|None:
     extra = [k for k in index if k not in target]
     return f"{extra[0]!r} is in the file but not in the model" if extra else None
 
+def _verify(t:dict, crcs:dict, p:str):
+    "Raise on the first stored tensor of `t` whose bytes do not have their CRC32 in `crcs`"
+    for name, v in t.items():
+        if _checksum(_raw(v)) != crcs[name]:
+            part, key = name.split('/', 1)
+            raise ValueError(f"corrupt sparse checkpoint {p!r}: the bytes of {key!r}" + ('' if part == 'dense' else
+                             f" (its {part})") + " are damaged: their CRC32 does not match; the model is unchanged")
+
 def load_sparse(model:nn.Module, # a model of the architecture that was saved (no fasterprune masks)
                 path:str|Path, # a file written by `save_sparse`
                )->nn.Module:
-    "Load a `save_sparse` file into `model` (in place, strict, exact); on any mismatch nothing changes"
+    "Load a `save_sparse` file into `model` (in place, strict, exact, checksums verified first); on any problem nothing changes"
     _refuse_masks(model, 'load_sparse')
-    index = _read_index(path)
-    target = model.state_dict()
+    index, crcs = _read_index(path)
+    p, target = str(path), model.state_dict()
     if (msg := _first_mismatch(target, index)) is not None:
-        raise ValueError(f"load_sparse: {str(path)!r} does not fit this model: {msg}")
-    t = load_file(str(path))
+        raise ValueError(f"load_sparse: {p!r} does not fit this model: {msg}")
+    try: t = load_file(p)
+    except Exception as e: raise ValueError(f"corrupt sparse checkpoint {p!r}: safetensors cannot read it ({e})") from None
+    if crcs is not None: _verify(t, crcs, p)
     sd = {k: (_unpack(t['bitmask/'+k], t['values/'+k], e['shape'], k) if e['stored'] == 'bitmask' else t['dense/'+k])
           for k, e in index.items()}
     for k, v in sd.items():
         if list(v.shape) != index[k]['shape'] or _dtype_name(v.dtype) != index[k]['dtype']:
-            raise ValueError(f"corrupt sparse checkpoint {str(path)!r}: {k!r} does not match its header")
+            raise ValueError(f"corrupt sparse checkpoint {p!r}: {k!r} does not match its header")
     model.load_state_dict(sd, strict=True)
     return model
 

@@ -2,7 +2,7 @@
 
 Round trips are checked on bit patterns (integer views), independently of the module's own helpers; the 2:4 test at
 the end runs only on a CUDA GPU with compute capability >= 8.0 and is skipped elsewhere."""
-import copy, io, json
+import copy, io, json, struct, warnings, zlib
 import numpy as np, pytest, torch
 from torch import nn
 from hypothesis import given, settings, HealthCheck, strategies as st
@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from fasterprune.sparsifier import Sparsifier
 from fasterprune.export import make_permanent
 from fasterprune.sparse import *
+from fasterprune.sparse import _write_sparse
 
 SET = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.float8_e4m3fn, torch.float8_e5m2]
@@ -81,7 +82,7 @@ def test_bit_order_is_little_endian(tmp_path):
     s = load_file(str(tmp_path/'x.safetensors'))
     assert s['bitmask/t0'].tolist() == [1 << 3, 1 << 1] and s['values/t0'].tolist() == [5., 7.]
     with safe_open(str(tmp_path/'x.safetensors'), 'pt') as f: meta = f.metadata()
-    assert set(meta) == {'format', 'version', 'bit_order', 'tensors'} and meta['version'] == '1', meta
+    assert set(meta) == {'format', 'version', 'bit_order', 'tensors', 'crc32', 'header_crc32'} and meta['version'] == '2', meta
 
 def test_negative_zero_is_a_value(tmp_path):
     m = Holder([torch.tensor([0., -0., 0., 5., 0., 0., 0., -0.])], [True])
@@ -178,18 +179,21 @@ def test_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError): load_sparse(mlp(), tmp_path/'missing.safetensors')
 
 def test_corrupt_and_foreign_files_are_refused(tmp_path):
+    "Files with consistent checksums but wrong contents (as a buggy writer would make them), and files of other kinds"
     m = pruned_mlp(); p = tmp_path/'m.safetensors'
     save_sparse(m, p)
     with safe_open(str(p), 'pt') as f: meta = f.metadata()
-    t = load_file(str(p))
+    index, t = json.loads(meta['tensors']), load_file(str(p))
     t['values/0.weight'] = t['values/0.weight'][:-1]                       # one value short
-    save_file(t, str(tmp_path/'bad.safetensors'), metadata=meta)
+    _write_sparse(t, index, tmp_path/'bad.safetensors')
     fresh = mlp(); snap = snapshot(fresh)
     with pytest.raises(ValueError, match="corrupt.*'0.weight'"): load_sparse(fresh, tmp_path/'bad.safetensors')
     assert unchanged(fresh, snap)
     del t['values/0.weight']
-    save_file(t, str(tmp_path/'bad2.safetensors'), metadata=meta)
-    with pytest.raises(ValueError, match='corrupt'): load_sparse(fresh, tmp_path/'bad2.safetensors')
+    _write_sparse(t, index, tmp_path/'bad2.safetensors')
+    with pytest.raises(ValueError, match=r"corrupt.*\['values/0.weight'\] missing"): load_sparse(fresh, tmp_path/'bad2.safetensors')
+    save_file(t, str(tmp_path/'bad3.safetensors'), metadata=meta)         # another table of tensors under the same CRC32
+    with pytest.raises(ValueError, match='corrupt.*header'): load_sparse(fresh, tmp_path/'bad3.safetensors')
     save_file(load_file(str(p)), str(tmp_path/'plain.safetensors'))       # no metadata
     with pytest.raises(ValueError, match='not written by save_sparse'): load_sparse(fresh, tmp_path/'plain.safetensors')
     torch.save(m.state_dict(), tmp_path/'m.pt')
@@ -306,3 +310,87 @@ def test_sparse_linear_validates_loaded_indices():
     sd = s.state_dict()
     sd['0.col_indices'] = sd['0.col_indices'] + 1000                       # out of range
     with pytest.raises(RuntimeError, match='col_indices'): s.load_state_dict(sd)
+
+
+# ------------------------------------------------------------------------------------------------ checksums
+
+def header_of(data:bytes):
+    "(start of the data, parsed JSON header) of safetensors bytes, read independently of fasterprune"
+    n = struct.unpack('<Q', data[:8])[0]
+    return 8 + n, json.loads(data[8:8 + n])
+
+def test_checksums_are_crc32_of_the_file_bytes(tmp_path):
+    "Each stored tensor's CRC32 is zlib.crc32 of its bytes in the file; the header's, of the header with its value zeroed"
+    save_sparse(pruned_mlp(), tmp_path/'m.safetensors')
+    data = (tmp_path/'m.safetensors').read_bytes()
+    start, header = header_of(data)
+    meta = header.pop('__metadata__')
+    crcs = json.loads(meta['crc32'])
+    assert set(crcs) == set(header) and len(header) > 5
+    for name, e in header.items():
+        a, b = e['data_offsets']
+        assert crcs[name] == f'{zlib.crc32(data[start + a:start + b]):08x}', name
+    field = f'"header_crc32":"{meta["header_crc32"]}"'.encode()
+    zeroed = data[8:start].replace(field, b'"header_crc32":"00000000"')
+    assert meta['header_crc32'] == f'{zlib.crc32(zeroed):08x}' != '00000000'
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ts=st.lists(tensors(), min_size=1, max_size=3), data=st.data())
+def test_any_flipped_byte_is_refused_before_the_model_changes(tmp_path, ts, data):
+    "One byte changed anywhere: an error naming the file and the header or the tensor whose bytes it is in; model unchanged"
+    src = Holder(ts, [True]*len(ts))
+    save_sparse(src, tmp_path/'x.safetensors')
+    good = (tmp_path/'x.safetensors').read_bytes()
+    start, header = header_of(good)
+    i = data.draw(st.integers(0, len(good) - 1), label='byte')
+    bad = bytearray(good); bad[i] ^= data.draw(st.integers(1, 255), label='xor')
+    (tmp_path/'bad.safetensors').write_bytes(bad)
+    dst = Holder([torch.ones(t.shape, dtype=t.dtype) for t in ts], [True]*len(ts)); snap = snapshot(dst)
+    with pytest.raises(ValueError) as e: load_sparse(dst, tmp_path/'bad.safetensors')
+    msg = str(e.value)
+    assert 'bad.safetensors' in msg
+    if i < start: assert 'header' in msg, msg
+    else:
+        name = next(k for k, v in header.items() if k != '__metadata__' and v['data_offsets'][0] <= i - start < v['data_offsets'][1])
+        assert f"the bytes of {name.split('/', 1)[1]!r}" in msg and 'damaged' in msg, (name, msg)
+    assert unchanged(dst, snap)
+
+def save_v1(model, path):
+    "A file as fasterprune wrote them before the checksums (format version 1), written here with safetensors directly"
+    tensors, index = {}, {}
+    for k, t in model.state_dict().items():
+        t = t.detach().contiguous()
+        nz = bits(t) != 0
+        packed = t.is_floating_point() and t.numel() > 0 and int(nz.sum()) <= t.numel()//2
+        if packed:
+            tensors['bitmask/'+k] = torch.from_numpy(np.packbits(nz.reshape(-1).numpy(), bitorder='little'))
+            tensors['values/'+k] = t.reshape(-1)[nz.reshape(-1)]
+        else: tensors['dense/'+k] = t.clone()
+        index[k] = dict(dtype=str(t.dtype).removeprefix('torch.'), shape=list(t.shape), stored='bitmask' if packed else 'dense')
+    save_file(tensors, str(path), metadata=dict(format='fasterprune.sparse', version='1', bit_order='little',
+                                                tensors=json.dumps(index)))
+
+def test_old_format_loads_with_a_warning(tmp_path):
+    m = pruned_mlp()
+    save_v1(m, tmp_path/'v1.safetensors')
+    with pytest.warns(UserWarning, match=r"v1.safetensors.*format version 1.*cannot be checked") as w:
+        n = load_sparse(mlp(seed=1), tmp_path/'v1.safetensors')
+    assert len(w) == 1 and w[0].filename == __file__                       # the warning points at the caller
+    assert all(torch.equal(bits(a), bits(b)) for a, b in zip(m.state_dict().values(), n.state_dict().values()))
+    data = bytearray((tmp_path/'v1.safetensors').read_bytes())           # ...and indeed: damage goes unseen
+    start, header = header_of(data)
+    data[start + header['values/0.weight']['data_offsets'][0] + 2] ^= 0x40
+    (tmp_path/'v1bad.safetensors').write_bytes(data)
+    with pytest.warns(UserWarning, match='cannot be checked'): bad = load_sparse(mlp(seed=1), tmp_path/'v1bad.safetensors')
+    assert (bad[0].weight != m[0].weight).sum() == 1
+    save_sparse(n, tmp_path/'v2.safetensors')                              # saving again adds the checksums
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        load_sparse(mlp(seed=2), tmp_path/'v2.safetensors')
+
+def test_newer_version_is_refused(tmp_path):
+    save_v1(pruned_mlp(), tmp_path/'v1.safetensors')
+    t = load_file(str(tmp_path/'v1.safetensors'))
+    with safe_open(str(tmp_path/'v1.safetensors'), 'pt') as f: meta = f.metadata()
+    save_file(t, str(tmp_path/'v9.safetensors'), metadata={**meta, 'version': '9'})
+    with pytest.raises(ValueError, match='format version 9; this fasterprune reads up to 2'): load_sparse(mlp(), tmp_path/'v9.safetensors')
