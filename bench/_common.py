@@ -13,7 +13,7 @@ tests/test_bench_results.py imports every such script by path and fails when the
 differs from `config_hash(CONFIG)`: results must be regenerated whenever CONFIG changes.
 """
 from __future__ import annotations
-import datetime, hashlib, json, os, platform, sys
+import datetime, hashlib, json, os, platform, statistics, sys, time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -105,3 +105,14 @@ def reset_peak_rss()->bool:
         with open('/proc/self/clear_refs', 'w') as f: f.write('5')
         return True
     except OSError: return False
+
+def latency(models:dict, x, runs, warmup)->dict:
+    "Median seconds per forward pass of each model on `x`, timed alternately (after `warmup` rounds)"
+    import torch
+    ts = {k: [] for k in models}
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            for k, m in models.items():
+                t = time.perf_counter(); m(x); dt = time.perf_counter() - t
+                if i >= warmup: ts[k].append(dt)
+    return {k: statistics.median(v) for k, v in ts.items()}

@@ -7,7 +7,7 @@ Data: 128-byte chunks of two standard-library packages' sources (asyncio vs emai
 has; the task is to tell which package a chunk comes from. Latency: 1 torch thread, eval mode, inference_mode, batch
 8 x 128 tokens; the masked model (pruned weights are zeros, shapes unchanged) and the compacted one are timed
 alternately in the same loop (median of `runs` calls each), after warm-up."""
-import sys, time, copy, statistics, warnings
+import sys, time, copy, warnings
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent)); sys.path.insert(0, str(Path(__file__).parents[1]/'tests'))
 from torchvision_ops import declare_torchvision_ops
@@ -40,16 +40,6 @@ def data(cfg)->DataLoaders:
     ds = list(zip(x[idx], y[idx])); cut = int(len(ds)*(1 - cfg['valid_pct']))
     return DataLoaders(TfmdDL(ds[:cut], bs=32, shuffle=True), TfmdDL(ds[cut:], bs=64))
 
-def latency(models:dict, x, runs, warmup)->dict:
-    "Median milliseconds per forward pass of each model on `x`, timed alternately"
-    ts = {k: [] for k in models}
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            for k, m in models.items():
-                t = time.perf_counter(); m(x); dt = time.perf_counter() - t
-                if i >= warmup: ts[k].append(dt)
-    return {k: 1e3*statistics.median(v) for k, v in ts.items()}
-
 def n_params(m, part=''): return sum(p.numel() for n, p in m.named_parameters() if part in n)
 
 def run(cfg=CONFIG)->dict:
@@ -72,7 +62,8 @@ def run(cfg=CONFIG)->dict:
     small = learn.model.eval()
     x = dls.valid.one_batch()[0][:cfg['batch']].cpu()
     with torch.inference_mode(): diff = float((masked(x) - small(x)).abs().max())
-    ms = latency(dict(dense=dense, masked=masked, compact=small), x, cfg['runs'], cfg['warmup'])
+    s = _common.latency(dict(dense=dense, masked=masked, compact=small), x, cfg['runs'], cfg['warmup'])
+    ms = {k: 1e3*v for k, v in s.items()}
     enc = lambda m: n_params(m, '.encoder.')
     att = small.m.bert.encoder.layer
     return dict(acc_dense=acc_dense, acc_masked=acc_masked, acc_compact=acc_compact, max_diff=diff,

@@ -19,21 +19,11 @@ CONFIG = dict(threads=1, runs=20, warmup=3, sparsities=[30, 50, 70], batches=[1,
               digits='digits_cnn(), fit_one_cycle(8, 1e-2) with SparsifyCallback(s, g, schedule=sched_agp, end_epoch=5)',
               granularities=['filter', 'coupled'], digits_epochs=8, seed=0)
 
-def latency(models:dict, x, runs, warmup)->dict:
-    "Median seconds per forward pass of each model on `x`, timed alternately"
-    ts = {k: [] for k in models}
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            for k, m in models.items():
-                t = time.perf_counter(); m(x); dt = time.perf_counter() - t
-                if i >= warmup: ts[k].append(dt)
-    return {k: statistics.median(v) for k, v in ts.items()}
-
 def speeds(dense, small, x, batches, runs, warmup)->dict:
     "ms per batch of the dense and the compacted model, and the speed-up, at each batch size (timed alternately)"
     row = {}
     for b in batches:
-        t = latency({'dense': dense, 'compact': small}, x[:b], runs, warmup)
+        t = _common.latency({'dense': dense, 'compact': small}, x[:b], runs, warmup)
         row[f'ms_b{b}'], row[f'ms_compact_b{b}'], row[f'speedup_b{b}'] = 1e3*t['dense'], 1e3*t['compact'], t['dense']/t['compact']
     return row
 
@@ -144,7 +134,7 @@ def bench_sparse_mlp(quick=False):
             ref = dense(x)
             row['max_rel_diff'] = max(float((m(x) - ref).abs().max()/ref.abs().max()) for m in models.values())
         for b in c['batches']:
-            t = latency(models, x[:b], runs, warmup)
+            t = _common.latency(models, x[:b], runs, warmup)
             for k, v in t.items(): row[f'ms_{k}_b{b}'] = 1e3*v
             for k in models:
                 if k != 'dense': row[f'speedup_{k}_b{b}'] = t['dense']/t[k]

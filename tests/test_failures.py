@@ -93,7 +93,7 @@ def test_percentages_do_not_warn():
 @pytest.mark.parametrize('kw, arg', [
     (dict(keep_masks='no'), 'keep_masks'), (dict(keep_masks=1), 'keep_masks'), (dict(prune_output='yes'), 'prune_output'),
     (dict(min_kept=1.5), 'min_kept'), (dict(min_kept=True), 'min_kept'), (dict(min_kept=-1), 'min_kept'),
-    (dict(layer_types=(nn.LSTM,)), 'layer_types'), (dict(layer_types='Linear'), 'layer_types'),
+    (dict(layer_types=(nn.LayerNorm,)), 'layer_types'), (dict(layer_types='Linear'), 'layer_types'),
     (dict(include=3), 'include'), (dict(exclude=['0', 1]), 'exclude'),
     (dict(layer_sparsity=[('0', 50)]), 'layer_sparsity'), (dict(layer_sparsity={0: 50}), 'layer_sparsity'),
     (dict(layer_sparsity={'0': 150}), 'layer_sparsity'), (dict(layer_sparsity={'0': float('nan')}), 'layer_sparsity'),
