@@ -40,7 +40,7 @@ class ChannelGroup:
             elif isinstance(m, nn.modules.batchnorm._BatchNorm): self.norms.append(mem)
             elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
                 self.why = f"{type(m).__name__} {mem[0]!r} normalises across these channels"
-            if _grouped(m): self.why = f"grouped convolution {mem[0]!r} (groups={m.groups})"
+            if _grouped(m): self.why = f"grouped convolution {mem[0]!r} (groups={m.groups}) removes channels only evenly per group"
         for mems,size in ((self.producers, _n_out), (self.consumers, _n_in)):
             for n,m,idx,_ in mems:
                 if len(idx) and int(idx.max()) >= size(m):   # Torch-Pruning could not map the indices (e.g. through a slice)
