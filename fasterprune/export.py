@@ -10,7 +10,8 @@ import copy, warnings, weakref
 import torch, pandas as pd
 from torch import nn, Tensor
 from .granularity import out_in
-from .groups import channel_groups, _inputs, _LAYERS
+from .groups import channel_groups, _inputs, _layer_types, _oi
+from .heads import attention_modules, write_configs, _is_transposed
 from .sparsifier import output_layer, prunable_types
 
 # %% auto #0
@@ -75,19 +76,19 @@ def _check_not_pruning(model):
 def _foldable(layer)->bool:
     "Can a constant input channel of `layer` be folded into its bias exactly?"
     if layer.bias is None: return False
-    if isinstance(layer, nn.Linear): return True
+    if isinstance(layer, nn.Linear) or _is_transposed(layer): return True
     pad = layer.padding
     return not layer.transposed and layer.groups == 1 and (pad == 'valid' or (not isinstance(pad, str) and not any(pad)))
 
 @torch.no_grad()
 def _fold(layer, ch, c):
     "Add to `layer`'s bias what its input channel `ch` contributes when it holds the constant `c`"
-    w = layer.weight[:, ch]
+    w = layer.weight[ch][:, None] if _is_transposed(layer) else layer.weight[:, ch]
     layer.bias += c * w.reshape(w.shape[0], -1).sum(1)
 
 def _channel(x, layer, ch):
     "Channel `ch` of `x`, an input of `layer` (features last for a Linear, dim 1 for a convolution)"
-    return x[..., ch] if isinstance(layer, nn.Linear) else x[:, ch]
+    return x[..., ch] if isinstance(layer, nn.Linear) or _is_transposed(layer) else x[:, ch]
 
 def _removable(g, seen)->tuple:
     "Root channels of group `g` that can go, the bias folds they need, and why the other dead ones stay"
@@ -110,7 +111,7 @@ def _removable(g, seen)->tuple:
 # %% ../nbs/05_export.ipynb #36018877
 def _zero_rows(m)->Tensor:
     "Bool per output channel of layer `m`: is its weight row all zero?"
-    return ~out_in(m, m.weight.detach()).flatten(1).any(1).cpu()
+    return ~_oi(m, m.weight.detach()).flatten(1).any(1).cpu()
 
 def _kept_rows(g, remove, why)->dict:
     "{producer name: (zero rows that stay, reason)} of group `g` once its root channels `remove` go"
@@ -157,7 +158,7 @@ _KEPT = weakref.WeakKeyDictionary()   # compacted model -> {layer: (zero output 
 
 def _layers(model)->dict:
     "{name: layer} of the model's Linear-like and convolution layers"
-    return {n: m for n,m in model.named_modules() if isinstance(m, _LAYERS) and isinstance(getattr(m, 'weight', None), Tensor)}
+    return {n: m for n,m in model.named_modules() if isinstance(m, _layer_types()) and isinstance(getattr(m, 'weight', None), Tensor)}
 
 def _kept_in(model, known:dict)->dict:
     "{layer: (zero output channels it still has, why)}: the reasons from `known`, a generic one for the others"
@@ -194,6 +195,7 @@ def compact(model:nn.Module, # a pruned model (masks are applied to the copy)
     known = {}
     for _,_,k in res.values():
         for n,(c,w) in k.items(): known[n] = (known.get(n, (0, ''))[0] + c, w if n not in known else known[n][1])
+    write_configs(new, attention_modules(new))
     _KEPT[new] = kept = _kept_in(new, known)
     if kept:
         by = {}
