@@ -95,8 +95,20 @@ def attention_modules(model:nn.Module)->list:
     "The attention modules of `model` whose heads fasterprune knows (HF BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2, ViT; timm)"
     return [a for n,m in model.named_modules() if (a := _find(n, m)) is not None]
 
+_MLP = (('intermediate_size', ('mlp.up_proj', 'intermediate.dense', 'mlp.fc1')), ('n_inner', ('mlp.c_fc',)), ('hidden_dim', ('ffn.lin1',)))
+
+def _write_mlp(model:nn.Module):
+    "Write the MLP width onto the model's one Hugging Face config when every block has the same"
+    cfgs = {id(c): c for m in model.modules() if hasattr(c := getattr(m, 'config', None), 'to_dict')}
+    if len(cfgs) != 1: return
+    c = cfgs.popitem()[1]
+    for attr, ends in _MLP:
+        widths = {_n_out(m) for n,m in model.named_modules() if n.endswith(ends) and _lin(m)}
+        if len(widths) == 1 and hasattr(c, attr): setattr(c, attr, widths.pop())
+
 def write_configs(model:nn.Module, atts:list):
-    "Write head counts onto the Hugging Face configs of `atts` where every attention module of a config agrees"
+    "Write head counts (and MLP widths) onto the Hugging Face configs of `atts` where every module of a config agrees"
+    _write_mlp(model)
     by = {}
     for a in atts:
         c = getattr(a.module, 'config', None)

@@ -1,6 +1,6 @@
-"'coupled' on Hugging Face transformers: whole attention heads (grouped-query attention included) and MLP channels are
+"""'coupled' on Hugging Face transformers: whole attention heads (grouped-query attention included) and MLP channels are
 pruned, compacted with their head counts written back, and the compacted model gives the masked model's outputs,
-generates its greedy tokens and reloads in a fresh process. Models are built from configs (random weights)."
+generates its greedy tokens and reloads in a fresh process. Models are built from configs (random weights)."""
 import os, subprocess, sys, warnings
 import pytest, torch
 from torch import nn
@@ -74,7 +74,8 @@ def test_bert_goal():
     w, x = pruned('bert')
     small = compacted(w, x)
     assert n_params(small, 'encoder') <= .55*n_params(w, 'encoder')
-    with torch.no_grad(): assert_close(small(x), w(x)); assert_close(small(torch.randint(0, 1000, (3, 20))), w(torch.randint(0, 1000, (3, 20))))
+    y = torch.randint(0, 1000, (3, 20))
+    with torch.no_grad(): assert_close(small(x), w(x)); assert_close(small(y), w(y))
     heads = [a.n_heads for a in attention_modules(small)]
     assert heads == [2, 2] and small.m.config.num_attention_heads == 2
     r = compact_report(w, small, x).set_index('name')
