@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 import torch
 from torch import nn
+from .granularity import Coupled
 
 # %% auto #0
-__all__ = ['Attention', 'attention_modules', 'write_configs']
+__all__ = ['Attention', 'attention_modules', 'write_configs', 'Head']
 
 # %% ../nbs/01c_heads.ipynb #c8de0a11
 def _is_transposed(m)->bool:
@@ -120,3 +121,15 @@ def write_configs(model:nn.Module, atts:list):
         c.num_attention_heads = nh
         if hasattr(c, 'num_key_value_heads'): c.num_key_value_heads = nkv
         if hasattr(c, 'head_dim') or al[0].kind == 'q_proj': c.head_dim = hd
+
+# %% ../nbs/01c_heads.ipynb #cb50ec4c
+class Head(Coupled):
+    "Structure = an attention head: its q, k, v rows and output-projection columns (with grouped-query attention, a key/value head and its query heads)"
+    name,heads_only = 'head',True
+
+def _check_heads(model:nn.Module):
+    "ValueError unless `model` has an attention module whose heads fasterprune knows"
+    if not attention_modules(model):
+        raise ValueError("granularity 'head' needs attention modules, and the model has none that fasterprune knows: Hugging Face "
+                         "BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2, ViT attention, timm's Attention (q/k/v and output "
+                         "projections found by their names); use 'coupled' or 'filter' for other models")

@@ -127,3 +127,28 @@ def test_gqa_heads_move_with_their_kv_head():
     assert [g.n for g in hg] == [2, 2]
     q = dict((n, root) for n, _, _, root in hg[0].producers)['m.model.layers.0.self_attn.q_proj']
     assert q.tolist() == [0]*64 + [1]*64          # query heads 0, 1 (32 rows each) with kv head 0
+
+@pytest.mark.parametrize('name', ['bert', 'llama'])
+def test_head_granularity(name):
+    "'head': whole heads (a kv head with its query heads under GQA) scored, masked and removed; the MLP stays as it was"
+    w, x = build(name)
+    before = {n: p.detach().clone() for n, p in w.named_parameters() if 'mlp' in n or 'intermediate' in n}
+    sp = Sparsifier(w, 'head', example_inputs=x); sp.prune(50); sp.detach()
+    for n, p in w.named_parameters():
+        if n in before: assert torch.equal(p, before[n]), n
+    small = compacted(w, x)
+    atts = attention_modules(small)
+    assert [(a.n_heads, a.n_kv) for a in atts] == ([(2, 2)]*2 if name == 'bert' else [(2, 1)]*2)
+    with torch.no_grad(): assert_close(small(x), w(x))
+    q = atts[0].q[1]
+    assert q.weight.shape[0] == 64 and small.m.config.num_attention_heads == 2
+
+def test_head_granularity_global_prunes_unevenly():
+    "'global' ranks the heads of all layers together: the config keeps its count when the layers differ, the modules hold theirs"
+    w, x = build('bert')
+    with torch.no_grad(): w.m.bert.encoder.layer[1].attention.self.query.weight.mul_(10)   # layer 1's heads score higher
+    sp = Sparsifier(w, 'head', 'global', example_inputs=x); sp.prune(50); sp.detach()
+    small = compacted(w, x)
+    assert [a.n_heads for a in attention_modules(small)] == [1, 3]     # each layer keeps min_kept=1 head
+    with torch.no_grad(): assert_close(small(x), w(x))
+    assert small.m.config.num_attention_heads == 4
