@@ -152,3 +152,30 @@ def test_head_granularity_global_prunes_unevenly():
     assert [a.n_heads for a in attention_modules(small)] == [1, 3]     # each layer keeps min_kept=1 head
     with torch.no_grad(): assert_close(small(x), w(x))
     assert small.m.config.num_attention_heads == 4
+
+@pytest.mark.parametrize('gran', ['head', 'coupled'])
+def test_timm_vit(gran):
+    "timm's Attention (q|k|v packed in one Linear): heads go whole, `num_heads` and `attn_dim` follow"
+    timm = pytest.importorskip('timm')
+    torch.manual_seed(0)
+    m = timm.create_model('vit_tiny_patch16_224', pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); sp = Sparsifier(m, gran, example_inputs=x); sp.prune(50); sp.detach()
+    small = compacted(m, x)
+    assert [(a.n_heads, a.module.attn_dim) for a in attention_modules(small)] == [(1, 64), (1, 64)]   # 3 heads, 2 pruned
+    with torch.no_grad(): assert_close(small(x), m(x))
+
+def test_vit_reloads_in_a_fresh_process(tmp_path):
+    w, x = pruned('vit')
+    small = compacted(w, x)
+    small.m.save_pretrained(tmp_path/'hf')             # even pruning, head size in the config: from_pretrained rebuilds it
+    with torch.no_grad(): y = small(x)
+    torch.save({'x': x, 'y': y}, tmp_path/'xy.pt')
+    code = (f"import sys; sys.path.insert(0, {os.getcwd()!r}); sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+            "import test_transformer_heads as t, torch\n"
+            f"d = torch.load({str(tmp_path/'xy.pt')!r})\n"
+            f"m = t.T.ViTForImageClassification.from_pretrained({str(tmp_path/'hf')!r}).eval()\n"
+            "with torch.no_grad(): assert torch.allclose(m(pixel_values=d['x']).logits, d['y'], atol=1e-5)\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
