@@ -10,7 +10,7 @@ import sys
 import torch
 from torch import nn, Tensor
 from .granularity import out_in
-from .heads import Attention, attention_modules, _is_transposed
+from .heads import AttentionHeads, attention_modules, _is_transposed
 
 # %% auto #0
 __all__ = ['ChannelGroup', 'HeadGroup', 'channel_groups', 'norms_after']
@@ -101,7 +101,7 @@ def _keep(layer, idx:Tensor, out:bool):
 
 class HeadGroup(ChannelGroup):
     "The heads of one attention module as a channel group: a root channel per key/value head, its query heads with it"
-    def __init__(self, att:Attention):
+    def __init__(self, att:AttentionHeads):
         self.att, self.DG, self.why, self.norms = att, None, None, []
         self.root, self.name, self.n = att.q[1], att.name, att.n_kv
         self.producers = [(n, l, idx, root) for n,(l,idx,root) in att.rows().items()]

@@ -12,7 +12,7 @@ from torch import nn
 from .granularity import Coupled
 
 # %% auto #0
-__all__ = ['Attention', 'attention_modules', 'write_configs', 'Head']
+__all__ = ['AttentionHeads', 'attention_modules', 'write_configs', 'Head']
 
 # %% ../nbs/01c_heads.ipynb #c8de0a11
 def _is_transposed(m)->bool:
@@ -23,7 +23,7 @@ def _is_transposed(m)->bool:
 def _lin(m)->bool: return isinstance(m, nn.Linear) or _is_transposed(m)
 def _n_out(m)->int: return m.weight.shape[1] if _is_transposed(m) else m.weight.shape[0]
 
-class Attention:
+class AttentionHeads:
     "An attention module's head structure: q/k/v rows of each head (offsets into their layers), its output projection, head counts"
     def __init__(self, name:str, module:nn.Module, q, k, v, o, n_heads:int, n_kv:int, head_dim:int, kind:str):
         self.name,self.module,self.o,self.kind = name,module,o,kind
@@ -33,7 +33,7 @@ class Attention:
     def ratio(self)->int: return self.n_heads // self.n_kv
     def __repr__(self):
         kv = f", {self.n_kv} key/value heads" if self.n_kv != self.n_heads else ''
-        return f"Attention({self.name!r}, {self.kind}, {self.n_heads} heads{kv}, head_dim {self.head_dim})"
+        return f"AttentionHeads({self.name!r}, {self.kind}, {self.n_heads} heads{kv}, head_dim {self.head_dim})"
 
     def rows(self)->dict:
         "{layer name: (layer, out rows, kv-head index of each row)} of the q, k and v rows, one structure per key/value head"
@@ -67,29 +67,29 @@ def _sub(m, *names):
     ls = [getattr(m, n, None) for n in names]
     return ls if all(_lin(l) for l in ls) else None
 
-def _find(name, m)->Attention|None:
-    "`m` as an `Attention`, if it is one of the known kinds"
+def _find(name, m)->AttentionHeads|None:
+    "`m` as an `AttentionHeads`, if it is one of the known kinds"
     p = (name + '.') if name else ''
     if (ls := _sub(m, 'q_proj', 'k_proj', 'v_proj', 'o_proj')) and isinstance(getattr(m, 'head_dim', None), int):   # LLaMA, Qwen2, ViT
         q, k, v, o = ls; hd = m.head_dim
-        return Attention(name, m, (p+'q_proj', q, 0), (p+'k_proj', k, 0), (p+'v_proj', v, 0), (p+'o_proj', o), _n_out(q)//hd, _n_out(k)//hd, hd, 'q_proj')
+        return AttentionHeads(name, m, (p+'q_proj', q, 0), (p+'k_proj', k, 0), (p+'v_proj', v, 0), (p+'o_proj', o), _n_out(q)//hd, _n_out(k)//hd, hd, 'q_proj')
     s = getattr(m, 'self', None)
     if s is not None and (ls := _sub(s, 'query', 'key', 'value')) and isinstance(getattr(s, 'attention_head_size', None), int) \
        and _lin(getattr(getattr(m, 'output', None), 'dense', None)):          # BERT, RoBERTa: the output projection is a sibling
         q, k, v = ls; hd = s.attention_head_size; nh = _n_out(q)//hd
-        return Attention(p+'self', s, (p+'self.query', q, 0), (p+'self.key', k, 0), (p+'self.value', v, 0),
+        return AttentionHeads(p+'self', s, (p+'self.query', q, 0), (p+'self.key', k, 0), (p+'self.value', v, 0),
                          (p+'output.dense', m.output.dense), nh, nh, hd, 'bert')
     if (ls := _sub(m, 'q_lin', 'k_lin', 'v_lin', 'out_lin')) and isinstance(getattr(m, 'attention_head_size', None), int):  # DistilBERT
         q, k, v, o = ls; hd = m.attention_head_size; nh = _n_out(q)//hd
-        return Attention(name, m, (p+'q_lin', q, 0), (p+'k_lin', k, 0), (p+'v_lin', v, 0), (p+'out_lin', o), nh, nh, hd, 'distilbert')
+        return AttentionHeads(name, m, (p+'q_lin', q, 0), (p+'k_lin', k, 0), (p+'v_lin', v, 0), (p+'out_lin', o), nh, nh, hd, 'distilbert')
     if (ls := _sub(m, 'c_attn', 'c_proj')) and isinstance(getattr(m, 'split_size', None), int) \
        and not getattr(m, 'is_cross_attention', False):                        # GPT-2: q|k|v packed in c_attn
         c, o = ls; hd, s = m.head_dim, m.split_size; nh = s//hd
-        return Attention(name, m, (p+'c_attn', c, 0), (p+'c_attn', c, s), (p+'c_attn', c, 2*s), (p+'c_proj', o), nh, nh, hd, 'gpt2')
+        return AttentionHeads(name, m, (p+'c_attn', c, 0), (p+'c_attn', c, s), (p+'c_attn', c, 2*s), (p+'c_proj', o), nh, nh, hd, 'gpt2')
     if (ls := _sub(m, 'qkv', 'proj')) and isinstance(getattr(m, 'num_heads', None), int) and isinstance(getattr(m, 'head_dim', None), int) \
        and getattr(m, 'gate', None) is None and isinstance(getattr(m, 'norm', nn.Identity()), nn.Identity):   # timm
         c, o = ls; hd, nh = m.head_dim, m.num_heads
-        return Attention(name, m, (p+'qkv', c, 0), (p+'qkv', c, nh*hd), (p+'qkv', c, 2*nh*hd), (p+'proj', o), nh, nh, hd, 'timm')
+        return AttentionHeads(name, m, (p+'qkv', c, 0), (p+'qkv', c, nh*hd), (p+'qkv', c, 2*nh*hd), (p+'proj', o), nh, nh, hd, 'timm')
     return None
 
 def attention_modules(model:nn.Module)->list:

@@ -297,7 +297,7 @@ class Sparsifier:
         grouped = {id(m) for g in groups for _,m,_,_ in g.producers}
         if (left := [n for n,l in self.layers.items() if id(l) not in grouped]) and not heads:
             warnings.warn(f"granularity {g!r}: layer(s) {', '.join(map(repr, left))} stay dense: their channels are coupled "
-                          "to a layer that is not pruned (the output layer, an excluded layer) or to a LayerNorm/GroupNorm")
+                          "to a layer that is not pruned (the output layer, an excluded layer) or to a normalisation (LayerNorm, RMSNorm, GroupNorm)")
         return groups
 
     def __repr__(self):
