@@ -169,6 +169,10 @@ def _kept_in(model, known:dict)->dict:
         why = (known[n][1] if n in known else "the output layer keeps all its outputs" if n == out else
                "no channel group of the dependency graph covers this layer")
         res[n] = (c, why)
+    for n,m in model.named_modules():   # the stock module holds q|k|v packed at a fixed width: nothing of it can go
+        if isinstance(m, nn.MultiheadAttention) and isinstance(m.in_proj_weight, Tensor):
+            if c := int((m.in_proj_weight.detach() == 0).all(1).sum()):
+                res[n] = (c, "nn.MultiheadAttention cannot hold fewer heads or q/k/v channels at the same width")
     return res
 
 def compact(model:nn.Module, # a pruned model (masks are applied to the copy)
@@ -211,6 +215,11 @@ def _counts(model, xs)->tuple:
     xs = tuple(x[:1] if isinstance(x, torch.Tensor) else x for x in xs)
     return tp.utils.count_ops_and_params(model, xs[0] if len(xs) == 1 else xs, layer_wise=True)
 
+def _shape(m)->tuple:
+    "Shape of a layer's weight (MultiheadAttention: its packed `in_proj_weight`), () if none"
+    w = getattr(m, 'in_proj_weight' if isinstance(m, nn.MultiheadAttention) else 'weight', None)
+    return tuple(w.shape) if isinstance(w, Tensor) else ()
+
 def compact_report(model:nn.Module, # the model before `compact`
                    compacted:nn.Module, # what `compact` returned
                    example_inputs, # inputs for counting MACs
@@ -225,8 +234,7 @@ def compact_report(model:nn.Module, # the model before `compact`
     for n,m in model.named_modules():
         if not (isinstance(m, prunable_types + (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)) or n in kept): continue
         a = after[n]
-        rows.append(dict(name=n, type=type(m).__name__, shape=tuple(m.weight.shape) if m.weight is not None else (),
-                         shape_after=tuple(a.weight.shape) if a.weight is not None else (),
+        rows.append(dict(name=n, type=type(m).__name__, shape=_shape(m), shape_after=_shape(a),
                          params=int(lp0.get(m) or 0), params_after=int(lp1.get(a) or 0),
                          macs=int(lm0.get(m) or 0), macs_after=int(lm1.get(a) or 0),
                          dead_kept=kept.get(n, (0, ''))[0], why_kept=kept.get(n, (0, ''))[1]))

@@ -218,3 +218,14 @@ def test_report_of_a_copy_says_not_recorded():
     with torch.no_grad(): other[0].weight[0] = 0
     r = compact_report(m, other, x).set_index('name')
     assert r.loc['0', 'dead_kept'] >= 1 and 'not recorded' in r.loc['0', 'why_kept']
+
+def test_multihead_attention_rows_named():
+    "Zero rows of nn.MultiheadAttention's packed in_proj_weight cannot go (the stock module has a fixed width): named"
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.TransformerEncoderLayer(16, 4, 32, dropout=0., batch_first=True), nn.Flatten(), nn.Linear(5*16, 2)).eval()
+    with torch.no_grad(): m[0].self_attn.in_proj_weight[:4] = 0
+    x = torch.randn(2, 5, 16)
+    with pytest.warns(UserWarning, match='MultiheadAttention'): small = compact(m, x)
+    r = compact_report(m, small, x).set_index('name')
+    assert r.loc['0.self_attn', 'dead_kept'] == 4 and 'MultiheadAttention' in r.loc['0.self_attn', 'why_kept']
+    assert_same(m, small, [x])
