@@ -6,11 +6,12 @@ Docs: https://fasterprune.github.io/fasterprune/export.html.md"""
 
 # %% ../nbs/05_export.ipynb #54ce96db
 from __future__ import annotations
-import copy, warnings
+import copy, warnings, weakref
 import torch, pandas as pd
-from torch import nn
+from torch import nn, Tensor
 from .granularity import out_in
-from .groups import channel_groups, _inputs
+from .groups import channel_groups, _inputs, _layer_types, _oi
+from .heads import attention_modules, write_configs
 from .sparsifier import output_layer
 from .layers import transposed_types
 
@@ -76,19 +77,19 @@ def _check_not_pruning(model):
 def _foldable(layer)->bool:
     "Can a constant input channel of `layer` be folded into its bias exactly?"
     if layer.bias is None: return False
-    if isinstance(layer, nn.Linear): return True
+    if isinstance(layer, nn.Linear) or _is_transposed(layer): return True
     pad = layer.padding
     return not layer.transposed and layer.groups == 1 and (pad == 'valid' or (not isinstance(pad, str) and not any(pad)))
 
 @torch.no_grad()
 def _fold(layer, ch, c):
     "Add to `layer`'s bias what its input channel `ch` contributes when it holds the constant `c`"
-    w = layer.weight[:, ch]
+    w = layer.weight[ch][:, None] if _is_transposed(layer) else layer.weight[:, ch]
     layer.bias += c * w.reshape(w.shape[0], -1).sum(1)
 
 def _channel(x, layer, ch):
     "Channel `ch` of `x`, an input of `layer` (features last for a Linear, dim 1 for a convolution)"
-    return x[..., ch] if isinstance(layer, nn.Linear) else x[:, ch]
+    return x[..., ch] if isinstance(layer, nn.Linear) or _is_transposed(layer) else x[:, ch]
 
 def _removable(g, seen)->tuple:
     "Root channels of group `g` that can go, the bias folds they need, and why the other dead ones stay"
@@ -109,8 +110,29 @@ def _removable(g, seen)->tuple:
     return remove, [f for r in remove for f in folds.get(r, [])], why
 
 # %% ../nbs/05_export.ipynb #36018877
+def _zero_rows(m)->Tensor:
+    "Bool per output channel of layer `m`: is its weight row all zero?"
+    return ~_oi(m, m.weight.detach()).flatten(1).any(1).cpu()
+
+def _kept_rows(g, remove, why)->dict:
+    "{producer name: (zero rows that stay, reason)} of group `g` once its root channels `remove` go"
+    gone, zero = set(remove), {id(m): _zero_rows(m) for _,m,_,_ in g.producers}
+    live = set()                               # root channels alive in some producer
+    for n,m,idx,root in g.producers:
+        for l,r in zip(idx.tolist(), root.tolist()):
+            if not zero[id(m)][l]: live.add(r)
+    res = {}
+    for n,m,idx,root in g.producers:
+        for l,r in zip(idx.tolist(), root.tolist()):
+            if not zero[id(m)][l] or r in gone: continue
+            if r in live: w = f"coupled (addition, concatenation) to channels that other layers of group {g.name!r} keep (prune with 'coupled' to remove them)"
+            else: w = why.get(r, why.get(None, "not removed"))
+            c, ws = res.get(n, (0, []))
+            res[n] = (c + 1, ws if w in ws else ws + [w])
+    return {n: (c, '; '.join(ws)) for n,(c,ws) in res.items()}
+
 def _remove_dead(model, xs, only=None)->dict:
-    "Remove in place the removable dead channels of `model`'s groups (those rooted at a name in `only`, or all): {root: why kept}"
+    "Remove in place the removable dead channels of `model`'s groups (rooted at a name in `only`, or all): {root: (removed, why kept, kept rows)}"
     out = output_layer(model)
     groups = [g for g in channel_groups(model, xs, [model.get_submodule(out)] if out else []) if only is None or g.name in only]
     cons = {m for g in groups if g.dead().any() for _,m,_,_ in g.consumers}
@@ -120,10 +142,11 @@ def _remove_dead(model, xs, only=None)->dict:
     finally:
         for h in hooks: h.remove()
     plans = [(g, *_removable(g, seen)) for g in groups]
+    kept = {g.name: _kept_rows(g, remove, why) for g,remove,_,why in plans}
     for _,_,folds,_ in plans:
         for m,l,c in folds: _fold(m, l, c)
     for g,remove,_,_ in plans: g.prune(remove)
-    return {g.name: (len(remove), why) for g,remove,_,why in plans}
+    return {g.name: (len(remove), why, kept[g.name]) for g,remove,_,why in plans}
 
 def _same(model, probes, refs, atol)->bool:
     "Does `model` give `refs` (same shapes, max difference <= atol x scale) on `probes`?"
@@ -131,6 +154,27 @@ def _same(model, probes, refs, atol)->bool:
     except ValueError: return False
     return all(a.shape == b.shape and float((a - b).abs().max()) <= atol*max(float(b.abs().max()) if b.numel() else 0., 1.)
                for out,ref in zip(outs, refs) for a,b in zip(out, ref))
+
+_KEPT = weakref.WeakKeyDictionary()   # compacted model -> {layer: (zero output channels kept, why)}, for `compact_report`
+
+def _layers(model)->dict:
+    "{name: layer} of the model's Linear-like and convolution layers"
+    return {n: m for n,m in model.named_modules() if isinstance(m, _layer_types()) and isinstance(getattr(m, 'weight', None), Tensor)}
+
+def _kept_in(model, known:dict)->dict:
+    "{layer: (zero output channels it still has, why)}: the reasons from `known`, a generic one for the others"
+    out, res = output_layer(model), {}
+    for n,m in _layers(model).items():
+        c = int(_zero_rows(m).sum())
+        if not c: continue
+        why = (known[n][1] if n in known else "the output layer keeps all its outputs" if n == out else
+               "no channel group of the dependency graph covers this layer")
+        res[n] = (c, why)
+    for n,m in model.named_modules():   # the stock module holds q|k|v packed at a fixed width: nothing of it can go
+        if isinstance(m, nn.MultiheadAttention) and isinstance(m.in_proj_weight, Tensor):
+            if c := int((m.in_proj_weight.detach() == 0).all(1).sum()):
+                res[n] = (c, "nn.MultiheadAttention cannot hold fewer heads or q/k/v channels at the same width")
+    return res
 
 def compact(model:nn.Module, # a pruned model (masks are applied to the copy)
             example_inputs, # a batch the model accepts: a tensor or a tuple of tensors
@@ -151,11 +195,18 @@ def compact(model:nn.Module, # a pruned model (masks are applied to the copy)
             trial = copy.deepcopy(new)
             r = _remove_dead(trial, xs, {name})
             if _same(trial, probes, refs, atol): new, res[name] = trial, r[name]
-            else: res[name] = (0, {None: bad})
-    if not any(n for n,_ in res.values()): warnings.warn("compact: no dead channel to remove; the copy equals the model")
-    if kept := {k: why for k,(_,why) in res.items() if why}:
-        warnings.warn("compact kept dead channels (group: count, reason): " +
-                      "; ".join(f"{k!r}: {len(w)}, {next(iter(w.values()))}" for k,w in kept.items()))
+            else: res[name] = (0, {None: bad}, {n: (c, bad) for n,(c,_) in res[name][2].items()})
+    if not any(n for n,_,_ in res.values()): warnings.warn("compact: no dead channel to remove; the copy equals the model")
+    known = {}
+    for _,_,k in res.values():
+        for n,(c,w) in k.items(): known[n] = (known.get(n, (0, ''))[0] + c, w if n not in known else known[n][1])
+    write_configs(new, attention_modules(new))
+    _KEPT[new] = kept = _kept_in(new, known)
+    if kept:
+        by = {}
+        for k,(c,w) in kept.items(): by.setdefault(w, []).append(f"{k!r}: {c}")
+        warnings.warn("compact kept dead channels (layer: count; the reason; see compact_report): " +
+                      " | ".join(f"{', '.join(ls)}; {w}" for w,ls in by.items()))
     return new.train(model.training)
 
 # %% ../nbs/05_export.ipynb #10f21786
@@ -165,22 +216,29 @@ def _counts(model, xs)->tuple:
     xs = tuple(x[:1] if isinstance(x, torch.Tensor) else x for x in xs)
     return tp.utils.count_ops_and_params(model, xs[0] if len(xs) == 1 else xs, layer_wise=True)
 
+def _shape(m)->tuple:
+    "Shape of a layer's weight (MultiheadAttention: its packed `in_proj_weight`), () if none"
+    w = getattr(m, 'in_proj_weight' if isinstance(m, nn.MultiheadAttention) else 'weight', None)
+    return tuple(w.shape) if isinstance(w, Tensor) else ()
+
 def compact_report(model:nn.Module, # the model before `compact`
                    compacted:nn.Module, # what `compact` returned
                    example_inputs, # inputs for counting MACs
                   )->pd.DataFrame:
-    "Per layer: weight shape, parameters and MACs per sample before and after `compact`; a 'total' row for the whole models"
+    "Per layer: weight shape, parameters, MACs per sample before and after `compact`, the zero channels it kept and why; a 'total' row"
     xs = _inputs(example_inputs)
     (M0, P0, lm0, lp0), (M1, P1, lm1, lp1) = _counts(model, xs), _counts(compacted, xs)
     after = dict(compacted.named_modules())
+    kept = _kept_in(compacted, _KEPT.get(compacted, {}))
+    if compacted not in _KEPT: kept = {n: (c, f"not recorded (not compact's own result): {w}") for n,(c,w) in kept.items()}
     rows = []
     for n,m in model.named_modules():
-        if not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.LayerNorm) + transposed_types()): continue
+        if not (isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.LayerNorm) + transposed_types()) or n in kept): continue
         a = after[n]
-        rows.append(dict(name=n, type=type(m).__name__, shape=tuple(m.weight.shape) if m.weight is not None else (),
-                         shape_after=tuple(a.weight.shape) if a.weight is not None else (),
+        rows.append(dict(name=n, type=type(m).__name__, shape=_shape(m), shape_after=_shape(a),
                          params=int(lp0.get(m) or 0), params_after=int(lp1.get(a) or 0),
-                         macs=int(lm0.get(m) or 0), macs_after=int(lm1.get(a) or 0)))
+                         macs=int(lm0.get(m) or 0), macs_after=int(lm1.get(a) or 0),
+                         dead_kept=kept.get(n, (0, ''))[0], why_kept=kept.get(n, (0, ''))[1]))
     rows.append(dict(name='total', type='', shape='', shape_after='', params=int(P0), params_after=int(P1),
-                     macs=int(M0), macs_after=int(M1)))
+                     macs=int(M0), macs_after=int(M1), dead_kept=sum(c for c,_ in kept.values()), why_kept=''))
     return pd.DataFrame(rows)

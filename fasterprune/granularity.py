@@ -184,7 +184,7 @@ class NM(Granularity):
 
 # %% ../nbs/01_granularity.ipynb #c56453a4
 _NAMED = {'weight':Weight, 'row':Row, 'column':Column, 'kernel':Kernel, 'filter':Filter, 'channel':Filter, 'coupled':Coupled}
-granularity_names = tuple(_NAMED) + ('block<S>', '<N>:<M>')
+granularity_names = tuple(_NAMED) + ('head', 'block<S>', '<N>:<M>')
 
 def granularity(g:str|Granularity # a `Granularity`, or one of `granularity_names`
                )->Granularity:
@@ -193,6 +193,7 @@ def granularity(g:str|Granularity # a `Granularity`, or one of `granularity_name
     if isinstance(g, str):
         s = g.strip().lower()
         if s in _NAMED: return _NAMED[s]()
+        if s == 'head': from .heads import Head; return Head()   # attention heads (fasterprune.heads)
         if m := re.fullmatch(r'block(\d+)', s): return Block(int(m[1]))
         if m := re.fullmatch(r'(\d+):(\d+)', s): return NM(int(m[1]), int(m[2]))
     raise ValueError(f"granularity must be a Granularity or one of {', '.join(map(repr, granularity_names))} "

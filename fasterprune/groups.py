@@ -6,41 +6,56 @@ Docs: https://fasterprune.github.io/fasterprune/groups.html.md"""
 
 # %% ../nbs/01a_groups.ipynb #bd2f871c
 from __future__ import annotations
+import sys
 import torch
 from torch import nn, Tensor
 from .granularity import out_in
+from .heads import AttentionHeads, attention_modules, _is_transposed
 
 # %% auto #0
-__all__ = ['ChannelGroup', 'channel_groups', 'norms_after']
+__all__ = ['ChannelGroup', 'HeadGroup', 'channel_groups', 'norms_after']
 
 # %% ../nbs/01a_groups.ipynb #a86fde22
 _CONV = nn.modules.conv._ConvNd
-_LAYERS = (nn.Linear, _CONV)
+
+def _layer_types()->tuple:
+    "Linear, convolutions, and transformers' `Conv1D` once transformers is loaded (it is never imported here)"
+    c = getattr(sys.modules.get('transformers.pytorch_utils'), 'Conv1D', None)
+    return (nn.Linear, _CONV) + ((c,) if c is not None else ())
 
 def _grouped(m)->bool:
     "A grouped convolution that is not depthwise (Torch-Pruning removes its channels only evenly per group)"
     return isinstance(m, _CONV) and m.groups > 1 and not (m.groups == m.in_channels == m.out_channels)
 
-def _n_out(m)->int: return m.out_features if isinstance(m, nn.Linear) else m.out_channels
-def _n_in(m)->int: return m.in_features if isinstance(m, nn.Linear) else m.in_channels
+def _oi(m, t:Tensor)->Tensor:
+    "`t` (shaped like `m.weight`) in (out, in, ...) layout, `Conv1D`'s (in, out) weight included"
+    return t.transpose(0, 1) if _is_transposed(m) else out_in(m, t)
+
+def _n_out(m)->int: return m.out_features if isinstance(m, nn.Linear) else m.weight.shape[1] if _is_transposed(m) else m.out_channels
+def _n_in(m)->int: return m.in_features if isinstance(m, nn.Linear) else m.weight.shape[0] if _is_transposed(m) else m.in_channels
+
+def _is_norm(m)->bool:
+    "A normalisation across channels (LayerNorm, GroupNorm, RMSNorm and look-alikes such as LlamaRMSNorm)"
+    return isinstance(m, (nn.LayerNorm, nn.GroupNorm)) or type(m).__name__.endswith(('RMSNorm', 'LayerNorm'))
 
 def _inputs(x)->tuple: return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 class ChannelGroup:
     "Output channels that go together: `n` root channels, each tied to one channel of every producer"
-    def __init__(self, group, DG, names:dict):
+    def __init__(self, group, DG, names:dict, norm_params:dict|None=None):
         self.DG, self.root = DG, group[0].dep.target.module
         self.name, self.n = names[self.root], len(group[0].idxs)
         self.producers, self.consumers, self.norms, self.why = [], [], [], None
+        L = _layer_types()
         for it in group:   # each member: (name, module, its channel indices, the root channels they belong to)
             m, h = it.dep.target.module, it.dep.handler
             mem = (names.get(m, ''), m, torch.tensor(it.idxs, dtype=torch.long), torch.tensor(it.root_idxs, dtype=torch.long))
-            if isinstance(m, _LAYERS) and DG.is_out_channel_pruning_fn(h): self.producers.append(mem)
-            elif isinstance(m, _LAYERS) and DG.is_in_channel_pruning_fn(h): self.consumers.append(mem)
+            if isinstance(m, L) and DG.is_out_channel_pruning_fn(h): self.producers.append(mem)
+            elif isinstance(m, L) and DG.is_in_channel_pruning_fn(h): self.consumers.append(mem)
             elif isinstance(m, nn.modules.batchnorm._BatchNorm): self.norms.append(mem)
-            elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
-                self.why = f"{type(m).__name__} {mem[0]!r} normalises across these channels"
-            if _grouped(m): self.why = f"grouped convolution {mem[0]!r} (groups={m.groups})"
+            elif _is_norm(m): self.why = f"{type(m).__name__} {mem[0]!r} normalises across these channels"
+            elif id(m) in (norm_params or {}): self.why = f"{norm_params[id(m)]} normalises across these channels"
+            if _grouped(m): self.why = f"grouped convolution {mem[0]!r} (groups={m.groups}) removes channels only evenly per group"
         for mems,size in ((self.producers, _n_out), (self.consumers, _n_in)):
             for n,m,idx,_ in mems:
                 if len(idx) and int(idx.max()) >= size(m):   # Torch-Pruning could not map the indices (e.g. through a slice)
@@ -60,7 +75,7 @@ class ChannelGroup:
 
     def dead(self)->Tensor:
         "Bool per root channel: are its weights zero in every producer?"
-        return self.per_root(lambda m: out_in(m, m.weight.detach()).flatten(1).any(1)).cpu() == 0
+        return self.per_root(lambda m: _oi(m, m.weight.detach()).flatten(1).any(1)).cpu() == 0
 
     def prune(self, channels:list):
         "Remove root `channels` and everything coupled to them from the model (Torch-Pruning's `Group.prune`)"
@@ -68,30 +83,93 @@ class ChannelGroup:
         fn = self.DG.get_pruner_of_module(self.root).prune_out_channels
         self.DG.get_pruning_group(self.root, fn, [int(c) for c in channels]).prune()
 
+@torch.no_grad()
+def _keep(layer, idx:Tensor, out:bool):
+    "Remove from `layer` its output rows (`out`) or input columns `idx`: new parameters, sizes updated"
+    t = _is_transposed(layer)
+    n = _n_out(layer) if out else _n_in(layer)
+    keep = torch.ones(n, dtype=torch.bool); keep[idx] = False
+    keep = keep.nonzero().flatten().to(layer.weight.device)
+    dim = (1 if t else 0) if out else (0 if t else 1)
+    layer.weight = nn.Parameter(layer.weight.index_select(dim, keep), layer.weight.requires_grad)
+    if out and getattr(layer, 'bias', None) is not None: layer.bias = nn.Parameter(layer.bias[keep], layer.bias.requires_grad)
+    if t:
+        if out: layer.nf = len(keep)
+    elif isinstance(layer, nn.Linear):
+        if out: layer.out_features = len(keep)
+        else: layer.in_features = len(keep)
+
+class HeadGroup(ChannelGroup):
+    "The heads of one attention module as a channel group: a root channel per key/value head, its query heads with it"
+    def __init__(self, att:AttentionHeads):
+        self.att, self.DG, self.why, self.norms = att, None, None, []
+        self.root, self.name, self.n = att.q[1], att.name, att.n_kv
+        self.producers = [(n, l, idx, root) for n,(l,idx,root) in att.rows().items()]
+        cols, root = att.cols()
+        self.consumers = [(att.o[0], att.o[1], cols, root)]
+
+    def __repr__(self): return f"HeadGroup({self.att!r})"
+
+    def prune(self, channels:list):
+        "Remove the key/value heads `channels` (and their query heads) and write the new head counts onto the module"
+        if len(channels) == 0: return
+        gone = torch.tensor(sorted({int(c) for c in channels}), dtype=torch.long)
+        if len(gone) >= self.n: raise ValueError(f"attention {self.name!r} must keep at least one head")
+        rows = {}
+        for _,l,idx,root in self.producers: rows.setdefault(l, []).append(idx[torch.isin(root, gone)])
+        for l,r in rows.items(): _keep(l, torch.cat(r), True)
+        _,o,cols,root = self.consumers[0]
+        _keep(o, cols[torch.isin(root, gone)], False)
+        a = self.att
+        a.set_heads(a.n_heads - len(gone)*a.ratio, a.n_kv - len(gone))
+
 # %% ../nbs/01a_groups.ipynb #d8d97eaf
+def _conv1d_pruner(tp):
+    "A Torch-Pruning pruner for transformers' `Conv1D` (weight (in, out), y = x·W + b), which Torch-Pruning lacks"
+    class Conv1DPruner(tp.pruner.function.BasePruningFunc):
+        def prune_out_channels(self, layer, idxs): _keep(layer, torch.tensor(idxs, dtype=torch.long), True); return layer
+        def prune_in_channels(self, layer, idxs): _keep(layer, torch.tensor(idxs, dtype=torch.long), False); return layer
+        def get_out_channels(self, layer): return layer.weight.shape[1]
+        def get_in_channels(self, layer): return layer.weight.shape[0]
+    return Conv1DPruner()
+
 def _graph(model:nn.Module, example_inputs):
     "Torch-Pruning's `DependencyGraph` of `model`, traced in eval mode; the model's mode and `requires_grad` are restored"
     import torch_pruning as tp
     grads, training = {p: p.requires_grad for p in model.parameters()}, model.training
+    custom = {c: _conv1d_pruner(tp) for c in _layer_types()[2:]}
+    # Hugging Face models trace without their key/value cache (its concatenations trip Torch-Pruning's shape inference)
+    cfgs = {id(c): c for m in model.modules() if isinstance(getattr(c := getattr(m, 'config', None), 'use_cache', None), bool)}
+    caches = {k: c.use_cache for k,c in cfgs.items()}
     model.eval()
     try:
         for p in grads: p.requires_grad_(True)       # the tracing follows autograd
-        with torch.enable_grad(): return tp.DependencyGraph().build_dependency(model, _inputs(example_inputs), verbose=False)
+        for c in cfgs.values(): c.use_cache = False
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(model, _inputs(example_inputs), verbose=False, customized_pruners=custom)
     except Exception as e:
         raise ValueError(f"Torch-Pruning cannot trace the model with these example_inputs ({type(e).__name__}: {e}); "
                          "check their shapes and that autograd can follow the forward pass") from e
     finally:
         for p, g in grads.items(): p.requires_grad_(g)
+        for k,c in cfgs.items(): c.use_cache = caches[k]
         model.train(training)
 
 def channel_groups(model:nn.Module, # the model
                    example_inputs, # a tensor or a tuple of tensors the model's forward pass accepts
                    ignored_layers=(), # layers whose output channels must all stay (e.g. the output layer)
                   )->list:
-    "The model's coupled channel groups (`ChannelGroup`s), traced by Torch-Pruning's `DependencyGraph`"
+    "The model's coupled channel groups (`ChannelGroup`s, traced by Torch-Pruning's `DependencyGraph`; `HeadGroup`s for attention heads)"
+    atts = attention_modules(model)
+    ign = {id(l) for l in ignored_layers}
+    atts = [a for a in atts if not any(id(s[1]) in ign for s in (a.q, a.k, a.v, a.o))]
+    qkv = list({id(s[1]): s[1] for a in atts for s in (a.q, a.k, a.v)}.values())
     DG = _graph(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
-    groups = [ChannelGroup(g, DG, names) for g in DG.get_all_groups(ignored_layers=list(ignored_layers), root_module_types=_LAYERS)]
+    # q, k and v are no roots: their channels go by whole heads (HeadGroup), and tracing through attention is slow or hangs
+    norms = {id(p): f"{type(m).__name__} {n!r}" for n,m in model.named_modules() if _is_norm(m) for p in m.parameters(recurse=False)}
+    groups = [ChannelGroup(g, DG, names, norms) for g in DG.get_all_groups(ignored_layers=list(ignored_layers) + qkv, root_module_types=_layer_types())]
+    groups += [HeadGroup(a) for a in atts]
     order = {m: i for i, m in enumerate(model.modules())}
     return sorted(groups, key=lambda g: order[g.root])   # in module order
 

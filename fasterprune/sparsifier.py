@@ -14,7 +14,8 @@ from .granularity import *
 from .criteria import *
 from .selection import *
 from .selection import _select, _chunks, _CHUNK
-from .groups import channel_groups, norms_after
+from .groups import channel_groups, norms_after, HeadGroup
+from .heads import _check_heads
 import fasterprune.granularity as _gran
 from .layers import *
 
@@ -289,14 +290,17 @@ class Sparsifier:
             raise ValueError(f"granularity {g!r} needs example_inputs (a batch the model accepts) to trace which channels "
                              "are coupled; SparsifyCallback passes one from the training data")
         if self.targets: raise ValueError(f"layer_sparsity cannot be used with granularity {g!r}: a group spans several layers")
+        heads = getattr(self.granularity, 'heads_only', False)
+        if heads: _check_heads(self.model)
         out = output_layer(self.model)
         groups = channel_groups(self.model, example_inputs, [self.model.get_submodule(out)] if out else [])
+        if heads: groups = [g for g in groups if isinstance(g, HeadGroup)]
         sel = {id(l) for l in self.layers.values()}
         groups = [g for g in groups if g.why is None and all(id(m) in sel for _,m,_,_ in g.producers)]
         grouped = {id(m) for g in groups for _,m,_,_ in g.producers}
-        if left := [n for n,l in self.layers.items() if id(l) not in grouped]:
+        if (left := [n for n,l in self.layers.items() if id(l) not in grouped]) and not heads:
             warnings.warn(f"granularity {g!r}: layer(s) {', '.join(map(repr, left))} stay dense: their channels are coupled "
-                          "to a layer that is not pruned (the output layer, an excluded layer) or to a LayerNorm/GroupNorm")
+                          "to a layer that is not pruned (the output layer, an excluded layer) or to a normalisation (LayerNorm, RMSNorm, GroupNorm)")
         return groups
 
     def __repr__(self):

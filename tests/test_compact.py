@@ -156,3 +156,76 @@ def test_untraceable_coupling_stays_exact():
     with pytest.warns(UserWarning, match="kept dead channels.*'a': 4"): small = compact(m, x)
     assert (small.a.out_channels, small.b.out_channels, small.c.in_channels) == (8, 6, 12)
     assert_same(m, small, [x, torch.randn_like(x)])
+
+def _declare_torchvision_ops():
+    "torchvision's C extension is broken here: declare its nms/qnms schemas (when missing) so that timm imports"
+    try: torch.ops.torchvision.nms; return
+    except (AttributeError, RuntimeError): pass
+    lib = torch.library.Library('torchvision', 'DEF')
+    for op in ('nms', 'qnms'): lib.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    _declare_torchvision_ops.lib = lib
+
+def zero_rows(m): return int((m.weight.detach().flatten(1) == 0).all(1).sum())
+
+def check_report_names_every_kept_channel(m, small, x):
+    r = compact_report(m, small, x).set_index('name')
+    convs = {n: l for n, l in small.named_modules() if isinstance(l, (nn.Conv2d, nn.Linear))}
+    for n, l in convs.items():
+        assert r.loc[n, 'dead_kept'] == zero_rows(l), n
+        if zero_rows(l): assert r.loc[n, 'why_kept'], n
+    assert r.loc['total', 'dead_kept'] == sum(zero_rows(l) for l in convs.values())
+    return r
+
+def test_grouped_conv_named_in_report():
+    "Zero filters feeding a grouped conv cannot go one by one: compact keeps them, the report names the layers and why"
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.ReLU(),
+                      nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    sp = Sparsifier(m, 'filter'); sp.prune(50); sp.detach()
+    with pytest.warns(UserWarning, match="kept dead channels.*grouped convolution"): small = compact(m, x)
+    r = check_report_names_every_kept_channel(m, small, x)
+    assert r.loc['0', 'dead_kept'] == 4 and 'grouped convolution' in r.loc['0', 'why_kept']
+    assert small[4].out_channels == 8                       # the plain conv's dead filters did go
+    assert r.loc['4', 'dead_kept'] == 0
+    assert_same(m, small, [x])
+
+def test_partly_dead_residual_channels_named():
+    "'filter' on a residual net zeroes channels that the other side of an addition keeps: named as coupled"
+    m, x = pruned('resnet18', 'filter')
+    with pytest.warns(UserWarning, match="coupled"): small = compact(m, x)
+    r = check_report_names_every_kept_channel(m, small, x)
+    assert r.why_kept.str.contains('coupled').any()
+
+def test_regnet_grouped_convs_named():
+    "The issue's example: timm regnetx_002, 'filter' 50 %: the kept channels are named with their reason"
+    _declare_torchvision_ops()
+    timm = pytest.importorskip('timm')
+    torch.manual_seed(0)
+    m = timm.create_model('regnetx_002', pretrained=False).eval()
+    x = torch.randn(2, 3, 64, 64)
+    sp = Sparsifier(m, 'filter'); sp.prune(50); sp.detach()
+    with pytest.warns(UserWarning, match='grouped convolution'): small = compact(m, x)
+    r = check_report_names_every_kept_channel(m, small, x)
+    assert r.why_kept.str.contains('grouped convolution').any() and r.loc['total', 'dead_kept'] > 0
+    assert_same(m, small, [x])
+
+def test_report_of_a_copy_says_not_recorded():
+    m, x = pruned('digits_cnn', 'filter')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); small = compact(m, x)
+    other = deepcopy(small)
+    with torch.no_grad(): other[0].weight[0] = 0
+    r = compact_report(m, other, x).set_index('name')
+    assert r.loc['0', 'dead_kept'] >= 1 and 'not recorded' in r.loc['0', 'why_kept']
+
+def test_multihead_attention_rows_named():
+    "Zero rows of nn.MultiheadAttention's packed in_proj_weight cannot go (the stock module has a fixed width): named"
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.TransformerEncoderLayer(16, 4, 32, dropout=0., batch_first=True), nn.Flatten(), nn.Linear(5*16, 2)).eval()
+    with torch.no_grad(): m[0].self_attn.in_proj_weight[:4] = 0
+    x = torch.randn(2, 5, 16)
+    with pytest.warns(UserWarning, match='MultiheadAttention'): small = compact(m, x)
+    r = compact_report(m, small, x).set_index('name')
+    assert r.loc['0.self_attn', 'dead_kept'] == 4 and 'MultiheadAttention' in r.loc['0.self_attn', 'why_kept']
+    assert_same(m, small, [x])

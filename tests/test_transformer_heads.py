@@ -1,0 +1,181 @@
+"""'coupled' on Hugging Face transformers: whole attention heads (grouped-query attention included) and MLP channels are
+pruned, compacted with their head counts written back, and the compacted model gives the masked model's outputs,
+generates its greedy tokens and reloads in a fresh process. Models are built from configs (random weights)."""
+import os, subprocess, sys, warnings
+import pytest, torch
+from torch import nn
+from fasterprune.all import *
+from fasterprune.groups import _oi
+
+def _declare_torchvision_ops():
+    "torchvision's C extension is broken here: declare its nms/qnms schemas (when missing) so that transformers imports"
+    try: torch.ops.torchvision.nms; return
+    except (AttributeError, RuntimeError): pass
+    lib = torch.library.Library('torchvision', 'DEF')
+    for op in ('nms', 'qnms'): lib.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    _declare_torchvision_ops.lib = lib
+
+_declare_torchvision_ops()
+T = pytest.importorskip('transformers')
+
+class Logits(nn.Module):
+    "The model as a fastai Learner holds it: tensors in, logits out"
+    def __init__(self, m): super().__init__(); self.m = m
+    def forward(self, x):
+        return (self.m(pixel_values=x) if x.is_floating_point() else self.m(input_ids=x)).logits
+
+def build(name):
+    torch.manual_seed(0)
+    small = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4)
+    lm = dict(vocab_size=1000, intermediate_size=256, num_key_value_heads=2, **small)
+    m = {'bert': lambda: T.BertForSequenceClassification(T.BertConfig(vocab_size=1000, intermediate_size=512, num_labels=2, **small)),
+         'roberta': lambda: T.RobertaForSequenceClassification(T.RobertaConfig(vocab_size=1000, intermediate_size=256, **small)),
+         'distilbert': lambda: T.DistilBertForSequenceClassification(T.DistilBertConfig(vocab_size=1000, dim=128, n_layers=2, n_heads=4, hidden_dim=256)),
+         'llama': lambda: T.LlamaForCausalLM(T.LlamaConfig(**lm)),
+         'qwen2': lambda: T.Qwen2ForCausalLM(T.Qwen2Config(**lm)),
+         'gpt2': lambda: T.GPT2LMHeadModel(T.GPT2Config(vocab_size=1000, n_embd=128, n_layer=2, n_head=4)),
+         'vit': lambda: T.ViTForImageClassification(T.ViTConfig(image_size=32, patch_size=8, intermediate_size=256, num_labels=3, **small)),
+        }[name]()
+    x = torch.randn(2, 3, 32, 32) if name == 'vit' else torch.randint(0, 1000, (2, 12))
+    return Logits(m).eval(), x
+
+def n_params(m, part=''): return sum(p.numel() for n, p in m.named_parameters() if part in n)
+
+def zero_half(model, x):
+    "What 'coupled' 50 % does, for layers the Sparsifier does not select yet (GPT-2's Conv1D): half of each group's channels zeroed"
+    out = output_layer(model)
+    with torch.no_grad():
+        for g in channel_groups(model, x, [model.get_submodule(out)]):
+            if g.why: continue
+            gone = torch.arange(g.n)[::2]
+            for _, m, idx, root in g.producers:
+                rows = idx[torch.isin(root, gone)]
+                _oi(m, m.weight)[rows] = 0
+                if m.bias is not None: m.bias[rows] = 0
+    return model
+
+def pruned(name):
+    w, x = build(name)
+    if name == 'gpt2': zero_half(w, x)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')        # the residual stream stays dense (LayerNorm/RMSNorm): said in a warning
+            sp = Sparsifier(w, 'coupled', example_inputs=x); sp.prune(50); sp.detach()
+    return w, x
+
+def compacted(w, x):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); return compact(w, x)
+
+def assert_close(a, b, rel=1e-4): assert a.shape == b.shape and float((a - b).abs().max()) <= rel*float(b.abs().max())
+
+def test_bert_goal():
+    "The issue's goal: BERT (hidden 128, 2 layers, 4 heads) at 50 % 'coupled' keeps <= 0.55x of its encoder, same outputs"
+    w, x = pruned('bert')
+    small = compacted(w, x)
+    assert n_params(small, 'encoder') <= .55*n_params(w, 'encoder')
+    y = torch.randint(0, 1000, (3, 20))
+    with torch.no_grad(): assert_close(small(x), w(x)); assert_close(small(y), w(y))
+    heads = [a.n_heads for a in attention_modules(small)]
+    assert heads == [2, 2] and small.m.config.num_attention_heads == 2
+    r = compact_report(w, small, x).set_index('name')
+    assert r.loc['m.bert.encoder.layer.0.attention.self.query', 'shape_after'] == (64, 128)
+    assert r.loc['m.bert.encoder.layer.0.attention.output.dense', 'shape_after'] == (128, 64)
+
+@pytest.mark.parametrize('name', ['roberta', 'distilbert', 'vit'])
+def test_encoders_lose_half_their_heads(name):
+    w, x = pruned(name)
+    small = compacted(w, x)
+    assert [a.n_heads for a in attention_modules(small)] == [2, 2]
+    assert n_params(small, 'layer') <= .55*n_params(w, 'layer')
+    with torch.no_grad(): assert_close(small(x), w(x))
+
+def generate(m, ids): return m.generate(ids, max_new_tokens=10, do_sample=False, pad_token_id=0)
+
+@pytest.mark.parametrize('name', ['llama', 'qwen2', 'gpt2'])
+def test_decoders_generate_the_masked_models_tokens(name, tmp_path):
+    w, x = pruned(name)
+    small = compacted(w, x)
+    atts = attention_modules(small)
+    if name == 'gpt2': assert [(a.n_heads, a.module.split_size) for a in atts] == [(2, 64), (2, 64)]
+    else:   # grouped-query attention: 2 kv heads -> 1, each with its 2 query heads
+        assert [(a.n_heads, a.n_kv, a.module.num_key_value_groups) for a in atts] == [(2, 1, 2), (2, 1, 2)]
+        assert (small.m.config.num_attention_heads, small.m.config.num_key_value_heads) == (2, 1)
+    assert n_params(small, 'layers.' if name != 'gpt2' else '.h.') <= .55*n_params(w, 'layers.' if name != 'gpt2' else '.h.')
+    with torch.no_grad(): assert_close(small(x), w(x))
+    ids = torch.randint(0, 1000, (2, 6))
+    tokens = generate(small.m, ids)
+    assert torch.equal(tokens, generate(w.m, ids))
+    # saved, then loaded in a fresh process: same logits
+    torch.save({'model': small.m, 'ids': ids, 'logits': small.m(input_ids=ids).logits.detach()}, tmp_path/'m.pt')
+    code = (f"import sys; sys.path.insert(0, {os.getcwd()!r}); sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+            "import test_transformer_heads as t, torch\n"
+            f"d = torch.load({str(tmp_path/'m.pt')!r}, weights_only=False)\n"
+            "with torch.no_grad(): y = d['model'](input_ids=d['ids']).logits\n"
+            "assert torch.allclose(y, d['logits'], atol=1e-5), float((y - d['logits']).abs().max())\n")
+    if name == 'llama':   # even pruning: the config holds the head counts, so save_pretrained / from_pretrained work too
+        small.m.save_pretrained(tmp_path/'hf')
+        code += (f"m = t.T.LlamaForCausalLM.from_pretrained({str(tmp_path/'hf')!r}).eval()\n"
+                 "with torch.no_grad(): assert torch.allclose(m(input_ids=d['ids']).logits, d['logits'], atol=1e-5)\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+def test_gqa_heads_move_with_their_kv_head():
+    "Under grouped-query attention a structure is a key/value head with its query heads: 2 structures per layer here"
+    w, x = build('llama')
+    hg = [g for g in channel_groups(w, x) if isinstance(g, HeadGroup)]
+    assert [g.n for g in hg] == [2, 2]
+    q = dict((n, root) for n, _, _, root in hg[0].producers)['m.model.layers.0.self_attn.q_proj']
+    assert q.tolist() == [0]*64 + [1]*64          # query heads 0, 1 (32 rows each) with kv head 0
+
+@pytest.mark.parametrize('name', ['bert', 'llama'])
+def test_head_granularity(name):
+    "'head': whole heads (a kv head with its query heads under GQA) scored, masked and removed; the MLP stays as it was"
+    w, x = build(name)
+    before = {n: p.detach().clone() for n, p in w.named_parameters() if 'mlp' in n or 'intermediate' in n}
+    sp = Sparsifier(w, 'head', example_inputs=x); sp.prune(50); sp.detach()
+    for n, p in w.named_parameters():
+        if n in before: assert torch.equal(p, before[n]), n
+    small = compacted(w, x)
+    atts = attention_modules(small)
+    assert [(a.n_heads, a.n_kv) for a in atts] == ([(2, 2)]*2 if name == 'bert' else [(2, 1)]*2)
+    with torch.no_grad(): assert_close(small(x), w(x))
+    q = atts[0].q[1]
+    assert q.weight.shape[0] == 64 and small.m.config.num_attention_heads == 2
+
+def test_head_granularity_global_prunes_unevenly():
+    "'global' ranks the heads of all layers together: the config keeps its count when the layers differ, the modules hold theirs"
+    w, x = build('bert')
+    with torch.no_grad(): w.m.bert.encoder.layer[1].attention.self.query.weight.mul_(10)   # layer 1's heads score higher
+    sp = Sparsifier(w, 'head', 'global', example_inputs=x); sp.prune(50); sp.detach()
+    small = compacted(w, x)
+    assert [a.n_heads for a in attention_modules(small)] == [1, 3]     # each layer keeps min_kept=1 head
+    with torch.no_grad(): assert_close(small(x), w(x))
+    assert small.m.config.num_attention_heads == 4
+
+@pytest.mark.parametrize('gran', ['head', 'coupled'])
+def test_timm_vit(gran):
+    "timm's Attention (q|k|v packed in one Linear): heads go whole, `num_heads` and `attn_dim` follow"
+    timm = pytest.importorskip('timm')
+    torch.manual_seed(0)
+    m = timm.create_model('vit_tiny_patch16_224', pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); sp = Sparsifier(m, gran, example_inputs=x); sp.prune(50); sp.detach()
+    small = compacted(m, x)
+    assert [(a.n_heads, a.module.attn_dim) for a in attention_modules(small)] == [(1, 64), (1, 64)]   # 3 heads, 2 pruned
+    with torch.no_grad(): assert_close(small(x), m(x))
+
+def test_vit_reloads_in_a_fresh_process(tmp_path):
+    w, x = pruned('vit')
+    small = compacted(w, x)
+    small.m.save_pretrained(tmp_path/'hf')             # even pruning, head size in the config: from_pretrained rebuilds it
+    with torch.no_grad(): y = small(x)
+    torch.save({'x': x, 'y': y}, tmp_path/'xy.pt')
+    code = (f"import sys; sys.path.insert(0, {os.getcwd()!r}); sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+            "import test_transformer_heads as t, torch\n"
+            f"d = torch.load({str(tmp_path/'xy.pt')!r})\n"
+            f"m = t.T.ViTForImageClassification.from_pretrained({str(tmp_path/'hf')!r}).eval()\n"
+            "with torch.no_grad(): assert torch.allclose(m(pixel_values=d['x']).logits, d['y'], atol=1e-5)\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
