@@ -296,9 +296,10 @@ def _check_args(method, g, sparsity, layer_sparsity, owl_lambda, owl_m):
     if not (isinstance(owl_lambda, (int, float)) and 0 <= owl_lambda < 0.5): raise ValueError(f"owl_lambda must be a fraction in [0, 0.5); got {owl_lambda!r}")
     if not (isinstance(owl_m, (int, float)) and owl_m > 0): raise ValueError(f"owl_m must be a number > 0; got {owl_m!r}")
 
-def _pick_layers(model, layer_types, include, exclude)->dict:
+def _pick_layers(model, layer_types, include, exclude, prune_output=False)->dict:
     "The layers to prune: `select_layers`' choice, without the ones one-shot pruning cannot handle"
-    sel = select_layers(model, **({} if layer_types is None else {'layer_types': layer_types}), include=include, exclude=exclude)
+    sel = select_layers(model, **({} if layer_types is None else {'layer_types': layer_types}), include=include, exclude=exclude,
+                        prune_output=prune_output)
     bad = {n: why for n,l in sel.items() if (why := _unsupported(l))}
     if bad and layer_types is not None:
         raise ValueError("prune_one_shot cannot prune " + "; ".join(f"layer {n!r}: {w}" for n,w in bad.items()) +
@@ -350,6 +351,7 @@ def prune_one_shot(model:nn.Module, # the trained model, pruned in place
                    layer_types=None,  # layer classes to prune; None: those of `select_layers` one-shot can handle
                    include=None,      # name pattern(s) (fnmatch) of the layers to prune
                    exclude=None,      # name pattern(s) of layers to leave dense
+                   prune_output:bool=False, # prune the model's output layer too (`output_layer`; an LM's head)
                    blocks=None,       # None: `find_blocks`; an `nn.ModuleList`; False: the whole model at once
                    owl_lambda:float=0.08, # OWL's λ (fraction)
                    owl_m:float=5.,    # OWL's outlier threshold M
@@ -359,7 +361,7 @@ def prune_one_shot(model:nn.Module, # the trained model, pruned in place
     g = _granularity(granularity)
     _check_args(method, g, sparsity, layer_sparsity, owl_lambda, owl_m)
     _check_calib(calib)
-    layers = _pick_layers(model, layer_types, include, exclude)
+    layers = _pick_layers(model, layer_types, include, exclude, prune_output)
     for n,l in layers.items(): g.check(out_in(l, l.weight), n)
     targets = _layer_targets(layers, sparsity, layer_sparsity)
     if blocks is None:
