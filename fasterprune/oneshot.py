@@ -186,7 +186,7 @@ def find_blocks(model:nn.Module, # the model
         if min(cnt) > 0 and sum(cnt) > most: best,most = m,sum(cnt)
     return best
 
-# %% ../nbs/03b_one_shot.ipynb #4bcb7c92
+# %% ../nbs/03b_one_shot.ipynb #c1de457a
 class _Stop(Exception): "Raised by the first block's pre-hook to end the calibration forward"
 
 def _rejected(e:Exception, where:str)->ValueError:
@@ -236,7 +236,7 @@ def _next_inputs(block, xs:list, b:int)->list:
         res.append(((y, *a[1:]), k) if a else ((), {**k, 'hidden_states': y}))
     return res
 
-# %% ../nbs/03b_one_shot.ipynb #3b9b198d
+# %% ../nbs/03b_one_shot.ipynb #17e9dfe5
 def _collect(layers:dict, hessian:bool, run)->dict:
     "{name: _Stats} of `layers` while `run()` feeds them"
     st = {n: _Stats(l, n, hessian) for n,l in layers.items()}
@@ -280,7 +280,7 @@ def _new_weight(layer, st, method, s, g)->Tensor:
     new = torch.where(keep, new, torch.zeros_like(new)).to(layer.weight.dtype)
     return from_out_in(layer, new)
 
-# %% ../nbs/03b_one_shot.ipynb #bef1776c
+# %% ../nbs/03b_one_shot.ipynb #539c0f22
 def _check_args(method, g, sparsity, layer_sparsity, owl_lambda, owl_m):
     if method not in _METHODS: raise ValueError(f"method must be one of {', '.join(map(repr, _METHODS))}; got {method!r}")
     if not isinstance(g, (Weight, NM)) or type(g) not in (Weight, NM):
@@ -321,7 +321,7 @@ def _layer_targets(layers, sparsity, layer_sparsity)->dict:
             res[k] = float(v)
     return res
 
-# %% ../nbs/03b_one_shot.ipynb #157019e5
+# %% ../nbs/03b_one_shot.ipynb #b85a2bb5
 class _Writer:
     "Writes new weights, keeping the originals on CPU (when `snapshot`) to write them back on error"
     def __init__(self, snapshot:bool): self.snapshot,self.saved = snapshot,[]
@@ -340,7 +340,7 @@ def _owl(groups:list, stats:dict, layers:dict, s:float, lmbda:float, m:float)->d
         raise ValueError(f"OWL gives block sparsities from {min(ss):.1f} to {max(ss):.1f} %, outside [0, 100): lower owl_lambda or sparsity")
     return {n: si for grp,si in zip(groups, ss) for n in grp}
 
-# %% ../nbs/03b_one_shot.ipynb #e26c1dbf
+# %% ../nbs/03b_one_shot.ipynb #607a1387
 @torch.no_grad()
 def prune_one_shot(model:nn.Module, # the trained model, pruned in place
                    calib,             # iterable of calibration batches (Tensor, tuple, dict, fastai DataLoader)
@@ -384,7 +384,7 @@ def prune_one_shot(model:nn.Module, # the trained model, pruned in place
         for m,t in modes.items(): m.training = t
     return model
 
-# %% ../nbs/03b_one_shot.ipynb #06659cb3
+# %% ../nbs/03b_one_shot.ipynb #c06e2801
 def _whole(model, calib, dev, layers, targets, method, g, ls, need_x, owl_args, w):
     "Calibrate every layer in one pass, compute every new weight, then write them all"
     st = _collect(layers, method == 'sparsegpt', lambda: _forward_all(model, calib, dev)) if need_x else {n: None for n in layers}
