@@ -54,6 +54,8 @@ _CONVS = (nn.Conv1d, nn.Conv2d)
 
 def _unsupported(layer)->str|None:
     "Why one-shot pruning cannot handle `layer` (None if it can)"
+    if not isinstance(layer, nn.Module): return f"a packed weight ({layer!r}): no hook sees its input"
+    if isinstance(layer, (nn.Embedding, nn.EmbeddingBag)): return "an embedding: its inputs are indices"
     w = getattr(layer, 'weight', None)
     if not isinstance(w, Tensor): return "it has no weight tensor"
     if isinstance(layer, _CONVS):
@@ -61,7 +63,7 @@ def _unsupported(layer)->str|None:
         if isinstance(layer.padding, str) or layer.padding_mode != 'zeros': return "non-integer padding or padding_mode other than 'zeros'"
         return None
     if isinstance(layer, (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)): return f"{type(layer).__name__} inputs are not unfolded"
-    if w.dim() != 2 or not isinstance(layer, nn.Module): return f"weight of {w.dim()} dims"
+    if w.dim() != 2: return f"a weight of {w.dim()} dims"
     return None
 
 def _rows(layer, x:Tensor)->Tensor:
