@@ -27,7 +27,10 @@ def _to(x, dev):
     if isinstance(x, Mapping): return {k: _to(v, dev) for k,v in x.items()}
     return x
 
+def _from_fastai(o)->bool: return any(c.__module__.startswith('fastai.') for c in type(o).__mro__)
+
 def _is_fastai_loader(calib)->bool:
+    if not _from_fastai(calib): return False      # no fastai import for other loaders
     from fastai.data.load import DataLoader
     return isinstance(calib, DataLoader)
 
@@ -42,8 +45,7 @@ def _batch_inputs(batch, calib)->tuple:
                      f"inputs; got {type(batch).__name__}")
 
 def _check_calib(calib):
-    from fastai.data.core import DataLoaders
-    if isinstance(calib, DataLoaders):
+    if _from_fastai(calib) and isinstance(calib, __import__('fastai.data.core', fromlist=['DataLoaders']).DataLoaders):
         raise ValueError("calib is a fastai DataLoaders: pass one of its loaders, `dls.train` or `dls.valid`")
     if isinstance(calib, (Tensor, Mapping, str)) or not hasattr(calib, '__iter__'):
         raise ValueError(f"calib must be an iterable of batches (a list of tensors, a DataLoader...); got a "
