@@ -39,3 +39,14 @@ def test_nm_exact(groups, d_hid, nm, method, seed):
     prune_one_shot(m, x, 100 * (mm - n) / mm, method=method, granularity=f'{n}:{mm}')
     kept = (m[0].weight != 0).reshape(m[0].weight.shape[0], -1, mm).sum(-1)
     assert (kept == n).all()
+
+def test_half_precision():
+    "A bfloat16 model: statistics and updates in float32, weights written back in bfloat16 with exact counts"
+    torch.manual_seed(0)
+    m0 = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16), nn.GELU(), nn.Linear(16, 4)).to(torch.bfloat16)
+    x = [torch.randn(8, 16, dtype=torch.bfloat16) for _ in range(2)]
+    for method in ('magnitude', 'wanda', 'sparsegpt'):
+        m = copy.deepcopy(m0); prune_one_shot(m, x, 50, method=method)
+        assert m[0].weight.dtype == torch.bfloat16
+        if method == 'wanda': assert ((m[2].weight == 0).sum(1) == 16).all()
+        else: assert int((m[2].weight == 0).sum()) == 256
