@@ -11,8 +11,9 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['large_final', 'small_final', 'squared_final', 'random_score', 'magnitude_increase', 'movement', 'snip',
-           'snip_momentum', 'taylor', 'check_scores', 'Criterion', 'LargeFinal', 'SmallFinal', 'SquaredFinal', 'Random',
-           'MagnitudeIncrease', 'Movement', 'Snip', 'SnipMomentum', 'FuncCriterion', 'criterion', 'Taylor']
+           'snip_momentum', 'taylor', 'wanda', 'check_scores', 'Criterion', 'LargeFinal', 'SmallFinal', 'SquaredFinal',
+           'Random', 'MagnitudeIncrease', 'Movement', 'Snip', 'SnipMomentum', 'FuncCriterion', 'criterion', 'Taylor',
+           'Wanda']
 
 # %% ../nbs/02_criteria.ipynb #d7b9054e
 def check_scores(scores:Tensor, # scores returned by a criterion
@@ -262,3 +263,76 @@ class Taylor(_GradCriterion):
 
 taylor = Taylor()
 _criteria['taylor'] = Taylor
+
+# %% ../nbs/02_criteria.ipynb #a0a32c45
+class _SqHook:
+    "Forward pre-hook adding Σx² per input feature (or channel) and the token count of a layer's input, in training mode"
+    def __init__(self, crit, name, chan_dim): self.crit,self.name,self.chan_dim = crit,name,chan_dim
+    def __call__(self, module, args):
+        if not module.training or not args or not isinstance(args[0], Tensor): return
+        x = args[0].detach()
+        x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        d = self.chan_dim % x.dim()
+        dims = tuple(i for i in range(x.dim()) if i != d)
+        self.crit._add(self.name, x.square().sum(dims), x.numel() // x.shape[d])
+
+class Wanda(Criterion):
+    "Keep weights with large |w|·‖x_j‖: magnitude times the RMS of their input feature over the training batches (Sun et al. 2023)"
+    name,needs_grad = 'wanda',True
+    def __init__(self, sync:bool=True): # all-reduce the statistics across ranks when torch.distributed is initialized
+        if not isinstance(sync, bool): raise ValueError(f"sync must be True or False, got {sync!r}")
+        self.sync,self.local,self.total,self.hooks,self.widths,self.pending,self.dev = sync,{},{},[],{},False,torch.device('cpu')
+    def remove(self):
+        "Remove the forward pre-hooks"
+        for h in self.hooks: h.remove()
+        self.hooks = []
+    def reset(self, layers:dict)->None:
+        "Forget earlier statistics, hook every layer of `layers`"
+        self.remove(); self.local,self.total,self.widths,self.pending = {},{},{},False
+        for n,l in layers.items():
+            if not isinstance(l, nn.Module) or isinstance(l, (nn.Embedding, nn.EmbeddingBag)) or not isinstance(getattr(l, 'weight', None), Tensor):
+                raise ValueError(f"criterion 'wanda' needs the input of layer {n!r} ({type(l).__name__}): it scores Linear-like "
+                                 "layers and convolutions; leave that layer out or use another criterion")
+            conv = isinstance(l, nn.modules.conv._ConvNd)
+            self.widths[n] = l.in_channels if conv else out_in(l, l.weight).shape[1]
+            self.dev = l.weight.device if len(self.widths) == 1 else self.dev
+            self.hooks.append(l.register_forward_pre_hook(_SqHook(self, n, 1 if conv else -1)))
+    def _add(self, name, sq, n):
+        if name in self.local: s,c = self.local[name]; self.local[name] = (s.add_(sq), c + n)
+        else: self.local[name] = (sq.clone(), n)
+        self.pending = True
+    def _synced(self):
+        "Fold the local sums into the totals: all-reduced across ranks, in one call, under torch.distributed"
+        if not self.pending: return
+        dist = torch.distributed
+        if self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            z = lambda n: torch.zeros(self.widths[n], dtype=torch.float64, device=self.dev)
+            parts = [self.local[n][0].to(self.dev, torch.float64) if n in self.local else z(n) for n in self.widths]
+            counts = torch.tensor([float(self.local.get(n, (0, 0))[1]) for n in self.widths], dtype=torch.float64, device=self.dev)
+            flat = torch.cat(parts + [counts])
+            dist.all_reduce(flat)
+            k = sum(p.numel() for p in parts)
+            sums = flat[:k].split([p.numel() for p in parts])
+            new = {n: (s, int(c)) for n,s,c in zip(self.widths, sums, flat[k:].tolist()) if c > 0}
+        else: new = {n: (s.double(), c) for n,(s,c) in self.local.items()}
+        for n,(s,c) in new.items():
+            if n in self.total: t,k = self.total[n]; self.total[n] = (t + s.to(t.device), k + c)
+            else: self.total[n] = (s, c)
+        self.local,self.pending = {},False
+    @torch.no_grad()
+    def score(self, name, layer, weight):
+        self._synced()
+        if name not in self.total: raise self._state_error(name, "seen no training batch (its forward pre-hook was never called in training mode)")
+        s,n = self.total[name]
+        rms = (s / n).sqrt().to(weight.device, torch.float32)
+        w = out_in(layer, _as_float(weight)).abs()
+        o, cpg = w.shape[0], w.shape[1]
+        if rms.numel() != cpg:   # a grouped convolution: output o reads the channels of its group
+            g = rms.numel() // cpg
+            rms = rms.reshape(g, 1, cpg).expand(g, o // g, cpg).reshape(o, cpg)
+        else: rms = rms.reshape(1, cpg)
+        return from_out_in(layer, w * rms.reshape(*rms.shape, *([1] * (w.dim() - 2)))).contiguous()
+    def __repr__(self): return f"Wanda({'' if self.sync else 'sync=False'})"
+
+wanda = Wanda()
+_criteria['wanda'] = Wanda
