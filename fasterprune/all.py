@@ -8,7 +8,7 @@ Docs: https://fasterprune.github.io/fasterprune/all.html.md"""
 __all__ = []
 
 # %% ../nbs/05b_all.ipynb #a16f6dd4
-from . import schedules as _sch, granularity as _gr, groups as _grp, criteria as _cr, selection as _sel, sparsifier as _sp, callback as _cb, export as _ex, sparse as _sps, lock as _lk, regularize as _rg, tiles as _tl, sensitivity as _sen, deploy as _dp, distill as _kd
+from . import schedules as _sch, granularity as _gr, groups as _grp, criteria as _cr, selection as _sel, sparsifier as _sp, callback as _cb, export as _ex, sparse as _sps, lock as _lk, regularize as _rg, tiles as _tl, sensitivity as _sen, rewind as _rw, deploy as _dp, distill as _kd
 from .schedules import *
 from .granularity import *
 from .groups import *
@@ -22,6 +22,7 @@ from .lock import *
 from .regularize import *
 from .tiles import *
 from .sensitivity import *
+from .rewind import *
 from .deploy import *
 from .distill import *
 __all__ = [n for m in (_sch, _gr, _grp, _cr, _sel, _sp, _cb, _ex, _sps, _lk, _rg, _tl, _sen, _kd) for n in m.__all__]
