@@ -25,4 +25,4 @@ from .sensitivity import *
 from .rewind import *
 from .deploy import *
 from .distill import *
-__all__ = [n for m in (_sch, _gr, _grp, _cr, _sel, _sp, _cb, _ex, _sps, _lk, _rg, _tl, _sen, _kd) for n in m.__all__]
+__all__ = [n for m in (_sch, _gr, _grp, _cr, _sel, _sp, _cb, _ex, _sps, _lk, _rg, _tl, _sen, _kd, _rw, _dp) for n in m.__all__]
