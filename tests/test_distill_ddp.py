@@ -1,4 +1,4 @@
-"""KnowledgeDistillationCallback beside SparsifyCallback in two processes (gloo, CPU) through fastai's `distrib_ctx`.
+"""KnowledgeDistillationCallback beside SparsifyCallback, and rewinding (`rewind_epoch`), in two processes (gloo, CPU) through fastai's `distrib_ctx`.
 
 Started as tests/test_distributed.py starts its processes (its `launch`, and its patches that let fastai's GPU-only
 paths run on CPU); each rank writes what it saw to `rank{r}.json` and the test compares the ranks."""
@@ -27,6 +27,28 @@ def test_distillation_under_ddp(ranks):
         assert r['teacher_frozen'] and not r['teacher_training']
         assert r['distilled_batches'] > 0 and r['kd_changed_loss']
         assert abs(r['sparsity'] - SPARSITY) < 1.5
+
+def test_rewinding_under_ddp(ranks):
+    "Rewinding to the weights of epoch 0, and random re-initialisation (seeded alike on every rank): the ranks agree"
+    a, b = ranks
+    for k in ('rewind', 'reinit'):
+        assert a[k]['n_rewinds'] == b[k]['n_rewinds'] == 1
+        assert a[k]['params'] == b[k]['params'] and a[k]['masks'] == b[k]['masks']
+    assert a['rewind']['params'] != a['reinit']['params']
+
+def _rewind_fit(path, reinit):
+    import torch
+    from fastai.basics import rank_distrib
+    from fasterprune.callback import SparsifyCallback
+    from fasterprune.rewind import Rewinder
+    from fasterprune.schedules import one_shot
+    from fasterprune.demo import digits_learner
+    learn = digits_learner(path=path)
+    torch.manual_seed(1 + rank_distrib())
+    cb = SparsifyCallback(SPARSITY, schedule=one_shot, start_epoch=1, rewind_epoch=Rewinder(0, reinit=reinit), keep_masks=True)
+    with learn.no_bar(), learn.no_logging(), learn.distrib_ctx(): learn.fit(2, 1e-3, cbs=cb)
+    return dict(n_rewinds=cb.rewinder.n_rewinds, params=_hash(learn.model.parameters()),
+                masks=_hash([l.weight_mask for l in cb.sparsifier.layers.values()]))
 
 def _worker(out_dir):
     import pathlib, torch
@@ -60,6 +82,7 @@ def _worker(out_dir):
                teacher_after=_hash(teacher.state_dict().values()), teacher_training=teacher.training,
                teacher_frozen=not any(p.requires_grad for p in teacher.parameters()), distilled_batches=spy.n,
                kd_changed_loss=spy.changed, sparsity=100*sum(int((w == 0).sum()) for w in ws)/sum(w.numel() for w in ws))
+    res.update(rewind=_rewind_fit(out/'work', False), reinit=_rewind_fit(out/'work', True))
     (out/f'rank{r}.json').write_text(json.dumps(res))
 
 if __name__ == '__main__': _worker(sys.argv[1])
