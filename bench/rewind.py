@@ -3,7 +3,8 @@
 For each seed, sparsity and mode: `set_seed(seed)`, `digits_learner(digits_cnn(width), seed=seed)`, then
 `learn.fit(epochs, lr)` (Adam, constant rate: each pruning round trains like the first) with
 `SparsifyCallback(sparsity, 'weight', 'local', 'large_final', iterative, start_epoch=start_epoch, rewind_epoch=...)`,
-where the mode is no rewinding (None), `rewind_epoch` (the weights at the start of that epoch) or
+where the mode is no rewinding (None), `rewind_epoch` (the weights at the start of that epoch), 0 (the
+initialisation: Frankle & Carbin 2019) or
 `Rewinder(rewind_epoch, reinit=True)` (a fresh random initialisation, the lottery-ticket control). The accuracy is the
 final model's on the seed's validation split (359 images: one image is 0.28 points).
 
@@ -23,7 +24,7 @@ CONFIG = dict(
     model='digits_cnn(32)', epochs=12, lr=1e-3, bs=64, optimizer='Adam (fastai default), learn.fit: constant rate',
     schedule='iterative (3 equal steps)', start_epoch=2, rewind_epoch=1,
     pruning=dict(granularity='weight', context='local', criteria='large_final'),
-    sparsities=[80, 90, 95], modes=['no rewind', 'rewind', 'random re-init'],
+    sparsities=[80, 90, 95], modes=['no rewind', 'rewind', 'rewind to init', 'random re-init'],
     seeds=[0, 1, 2, 3, 4], workers=2, torch_threads=1,
 )
 
@@ -38,7 +39,7 @@ def run_one(job):
     from fasterprune.rewind import Rewinder
     from fasterprune.schedules import iterative
     e = CONFIG['rewind_epoch']
-    rw = {'no rewind': None, 'rewind': e, 'random re-init': Rewinder(e, reinit=True, seed=job['seed'])}[job['mode']]
+    rw = {'no rewind': None, 'rewind': e, 'rewind to init': 0, 'random re-init': Rewinder(e, reinit=True, seed=job['seed'])}[job['mode']]
     set_seed(job['seed'], reproducible=True)
     learn = digits_learner(digits_cnn(32), bs=CONFIG['bs'], seed=job['seed'])
     learn.remove_cb(ProgressCallback)
@@ -67,8 +68,8 @@ def summarise(runs):
 
 def markdown(rows):
     n = len(CONFIG['seeds'])
-    lines = ['| sparsity | no rewind | rewind to epoch 1 | random re-init | rewind - no rewind (paired) | random re-init - no rewind (paired) |',
-             '|---:|---:|---:|---:|---:|---:|']
+    lines = ['| sparsity | no rewind | rewind to epoch 1 | rewind to init | random re-init | rewind - no rewind (paired) | random re-init - no rewind (paired) |',
+             '|---:|---:|---:|---:|---:|---:|---:|']
     for r in rows:
         cells = [f"{r[m]['mean']:.2f} ± {r[m]['std']:.2f}" for m in CONFIG['modes']]
         cells += [f"{r[k]['mean']:+.2f} ± {r[k]['se']:.2f} ({r[k]['better']}/{n} seeds better)"
