@@ -26,6 +26,7 @@ from .layers import *
 from .schedules import _sched_name
 from .sparsifier import _check_types, _patterns, _named_buffer, _load_hook, _check_range, _one_criterion, _is_num, _criterion_for
 from .export import compact as _compact
+from .rewind import Rewinder
 
 _as_granularity, _as_criterion = granularity, criterion   # the arguments of SparsifyCallback shadow these names
 
@@ -113,6 +114,7 @@ class SparsifyCallback(Callback):
         layer_range:tuple=(0, 100),       # Global context: (min %, max %) of every layer pruned at the final target
         keep_masks:bool=False,            # Keep masks (buffers) after fit, for more fine-tuning
         criterion=None,                   # The same as `criteria` (which takes one criterion): pass one of the two
+        rewind_epoch=None,                # Rewind the weights to the start of this epoch after each pruning step (see rewind)
     ):
         criteria = _one_criterion(criteria, criterion)
         self.schedule = SparsitySchedule(schedule, sparsity, start_sparsity, start_epoch, end_epoch, prune_every,
@@ -134,7 +136,7 @@ class SparsifyCallback(Callback):
             raise TypeError(f"`min_kept` must be an int >= 0 (structures kept per layer), got {min_kept!r}")
         _warn_fraction(sparsity, 'sparsity')
         _check_range(layer_range)
-        self.context, self.keep_masks = context, keep_masks
+        self.context, self.keep_masks, self.rewinder = context, keep_masks, Rewinder.of(rewind_epoch)
         self.sp_kwargs = dict(layer_sparsity=layer_sparsity, include=include, exclude=exclude,
                               prune_output=prune_output, min_kept=int(min_kept), layer_range=tuple(layer_range))
         if layer_types is not None: self.sp_kwargs['layer_types'] = layer_types
@@ -188,6 +190,7 @@ class SparsifyCallback(Callback):
         # after a completed schedule, a further fit with the same callback holds the final sparsity
         self.active = SparsitySchedule(one_shot, self.schedule.final) if self.completed else self.schedule
         self._plan()
+        if self.rewinder: self.rewinder.plan(self._steps, self.n_batch, self.n_epochs, self.active is self.schedule)
         self._pool = self._pool_factor(sp)
         self._check_reachable(sp)
         self.criteria.reset(sp.layers)
@@ -352,6 +355,11 @@ class SparsifyCallback(Callback):
             if self._finite(): raise
             # diverged (NaN/inf weights): nothing was changed; TerminateOnNaNCallback may stop the fit after this batch
             d['diverged'] = True; self.sparsifier.apply_masks()
+        else:
+            if self.rewinder: self.rewinder.rewind(learn)
+
+    def before_epoch(self):
+        if self.run and self.rewinder: self.rewinder.before_epoch(self.learn)
 
     def _finite(self): return all(bool(torch.isfinite(l.weight.detach()).all()) for l in self.sparsifier.layers.values())
 
