@@ -11,7 +11,7 @@ import torch, pandas as pd
 from torch import nn, Tensor
 from .granularity import out_in
 from .groups import channel_groups, _inputs, _layer_types, _oi
-from .heads import attention_modules, write_configs
+from .heads import attention_modules, write_configs, _is_transposed
 from .sparsifier import output_layer
 from .layers import transposed_types
 
