@@ -7,7 +7,7 @@ Data: 128-byte chunks of two standard-library packages' sources (asyncio vs emai
 has; the task is to tell which package a chunk comes from. Latency: 1 torch thread, eval mode, inference_mode, batch
 8 x 128 tokens; the masked model (pruned weights are zeros, shapes unchanged) and the compacted one are timed
 alternately in the same loop (median of `runs` calls each), after warm-up."""
-import sys, time, copy, warnings
+import sys, time, warnings
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent)); sys.path.insert(0, str(Path(__file__).parents[1]/'tests'))
 from torchvision_ops import declare_torchvision_ops
@@ -15,6 +15,7 @@ declare_torchvision_ops()   # this machine's torchvision: see tests/torchvision_
 import torch
 from torch import nn
 from fastai.basics import *
+from copy import deepcopy   # after fastai's names, which include a `copy`
 from fasterprune.all import *
 from fasterprune.demo import stdlib_bytes, byte_chunks
 import _common
@@ -51,12 +52,12 @@ def run(cfg=CONFIG)->dict:
                     loss_func=CrossEntropyLossFlat(), metrics=accuracy)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(cfg['epochs'], cfg['lr'])
     acc_dense = float(learn.validate()[1])
-    dense = copy.deepcopy(learn.model).eval()
+    dense = deepcopy(learn.model).eval()
     cb = SparsifyCallback(cfg['sparsity'], cfg['granularity'], 'local', large_final, globals()[cfg['schedule']],
                           end_epoch=cfg['end_epoch'])
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(cfg['prune_epochs'], cfg['prune_lr'], cbs=cb)
     acc_masked = float(learn.validate()[1])
-    masked = copy.deepcopy(learn.model).eval()
+    masked = deepcopy(learn.model).eval()
     learn.compact()
     acc_compact = float(learn.validate()[1])
     small = learn.model.eval()
