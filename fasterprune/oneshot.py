@@ -171,11 +171,13 @@ def owl_sparsities(ratios:list,         # outlier ratio of each block (`outlier_
                    sparsity:float,       # target sparsity s, in percent
                    lmbda:float=0.08,     # OWL's λ, a fraction (0.08 = 8 points)
                   )->list:
-    "OWL's sparsity of each block, in percent: s − (D_l − mean D), D = ratios min-max scaled to [0, 2λ]"
+    "OWL's sparsity of each block, in percent: s − (D_l − mean D), D = ratios min-max scaled to [0, 2λ], kept within s ± λ"
     r = torch.tensor(ratios, dtype=torch.float64)
     if len(r) < 2 or r.max() == r.min(): return [float(sparsity)] * len(r)
     d = (r - r.min()) / (r.max() - r.min()) * (2 * lmbda * 100)
-    return (sparsity - (d - d.mean())).tolist()
+    dev = d - d.mean()
+    dev = dev * min(1., lmbda * 100 / float(dev.abs().max()))   # the paper's bound [s − λ, s + λ]; the mean stays s
+    return (sparsity - dev).tolist()
 
 # %% ../nbs/03b_one_shot.ipynb #c0a36550
 def find_blocks(model:nn.Module, # the model
