@@ -179,3 +179,12 @@ def test_vit_reloads_in_a_fresh_process(tmp_path):
             "with torch.no_grad(): assert torch.allclose(m(pixel_values=d['x']).logits, d['y'], atol=1e-5)\n")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+def test_head_granularity_errors_name_the_cause():
+    w, x = build('bert')
+    sd = {k: v.clone() for k, v in w.state_dict().items()}
+    with pytest.raises(ValueError, match='no attention module has its query'):
+        Sparsifier(w, 'head', exclude='*attention*', example_inputs=x)
+    with pytest.raises(ValueError, match='needs attention modules'):
+        Sparsifier(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), 'head', example_inputs=torch.randn(2, 4))
+    for k, v in w.state_dict().items(): assert torch.equal(v, sd[k]), k
