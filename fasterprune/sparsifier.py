@@ -297,6 +297,9 @@ class Sparsifier:
         if heads: groups = [g for g in groups if isinstance(g, HeadGroup)]
         sel = {id(l) for l in self.layers.values()}
         groups = [g for g in groups if g.why is None and all(id(m) in sel for _,m,_,_ in g.producers)]
+        if heads and not groups:
+            raise ValueError("granularity 'head': no attention module has its query, key and value layers all selected "
+                             "(layer_types, include, exclude): select them to prune heads")
         grouped = {id(m) for g in groups for _,m,_,_ in g.producers}
         if (left := [n for n,l in self.layers.items() if id(l) not in grouped]) and not heads:
             warnings.warn(f"granularity {g!r}: layer(s) {', '.join(map(repr, left))} stay dense: their channels are coupled "

@@ -179,3 +179,29 @@ def test_vit_reloads_in_a_fresh_process(tmp_path):
             "with torch.no_grad(): assert torch.allclose(m(pixel_values=d['x']).logits, d['y'], atol=1e-5)\n")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+def test_head_granularity_errors_name_the_cause():
+    w, x = build('bert')
+    sd = {k: v.clone() for k, v in w.state_dict().items()}
+    with pytest.raises(ValueError, match='no attention module has its query'):
+        Sparsifier(w, 'head', exclude='*attention*', example_inputs=x)
+    with pytest.raises(ValueError, match='needs attention modules'):
+        Sparsifier(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), 'head', example_inputs=torch.randn(2, 4))
+    for k, v in w.state_dict().items(): assert torch.equal(v, sd[k]), k
+
+def test_head_pruning_in_a_fastai_fit():
+    "SparsifyCallback(50, 'head') in a fit (it traces a training batch), then Learner.compact: half the heads go, training goes on"
+    from fastai.basics import DataLoaders, Learner, CrossEntropyLossFlat
+    w, _ = build('bert')
+    X, y = torch.randint(0, 1000, (64, 12)), torch.randint(0, 2, (64,))
+    dls = DataLoaders.from_dsets(list(zip(X, y)), list(zip(X[:16], y[:16])), bs=16)
+    learn = Learner(dls, w.train(), loss_func=CrossEntropyLossFlat())
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(2, 1e-3, cbs=SparsifyCallback(50, 'head', schedule=sched_agp))
+        learn.model.eval(); xb = X[:8]
+        with torch.no_grad(): before = learn.model(xb)
+        learn.compact(xb)
+        assert [a.n_heads for a in attention_modules(learn.model)] == [2, 2]
+        learn.model.eval()
+        with torch.no_grad(): assert_close(learn.model(xb), before)
+        learn.fit(1, 1e-3)
