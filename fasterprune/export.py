@@ -10,7 +10,7 @@ import copy, warnings, weakref
 import torch, pandas as pd
 from torch import nn, Tensor
 from .granularity import out_in
-from .groups import channel_groups, _inputs, _layer_types, _oi
+from .groups import channel_groups, _inputs, _layer_types
 from .heads import attention_modules, write_configs, _is_transposed
 from .sparsifier import output_layer
 from .layers import transposed_types
@@ -112,7 +112,7 @@ def _removable(g, seen)->tuple:
 # %% ../nbs/05_export.ipynb #36018877
 def _zero_rows(m)->Tensor:
     "Bool per output channel of layer `m`: is its weight row all zero?"
-    return ~_oi(m, m.weight.detach()).flatten(1).any(1).cpu()
+    return ~out_in(m, m.weight.detach()).flatten(1).any(1).cpu()
 
 def _kept_rows(g, remove, why)->dict:
     "{producer name: (zero rows that stay, reason)} of group `g` once its root channels `remove` go"

@@ -10,6 +10,7 @@ import sys
 import torch
 from torch import nn, Tensor
 from .granularity import out_in
+from .layers import transposed_types
 from .heads import AttentionHeads, attention_modules, _is_transposed
 
 # %% auto #0
@@ -19,17 +20,12 @@ __all__ = ['ChannelGroup', 'HeadGroup', 'channel_groups', 'norms_after']
 _CONV = nn.modules.conv._ConvNd
 
 def _layer_types()->tuple:
-    "Linear, convolutions, and transformers' `Conv1D` once transformers is loaded (it is never imported here)"
-    c = getattr(sys.modules.get('transformers.pytorch_utils'), 'Conv1D', None)
-    return (nn.Linear, _CONV) + ((c,) if c is not None else ())
+    "Linear, convolutions, and the (in, out) layer types (`transposed_types`: transformers' `Conv1D`, registered types)"
+    return (nn.Linear, _CONV) + transposed_types()
 
 def _grouped(m)->bool:
     "A grouped convolution that is not depthwise (Torch-Pruning removes its channels only evenly per group)"
     return isinstance(m, _CONV) and m.groups > 1 and not (m.groups == m.in_channels == m.out_channels)
-
-def _oi(m, t:Tensor)->Tensor:
-    "`t` (shaped like `m.weight`) in (out, in, ...) layout, `Conv1D`'s (in, out) weight included"
-    return t.transpose(0, 1) if _is_transposed(m) else out_in(m, t)
 
 def _n_out(m)->int: return m.out_features if isinstance(m, nn.Linear) else m.weight.shape[1] if _is_transposed(m) else m.out_channels
 def _n_in(m)->int: return m.in_features if isinstance(m, nn.Linear) else m.weight.shape[0] if _is_transposed(m) else m.in_channels
@@ -75,7 +71,7 @@ class ChannelGroup:
 
     def dead(self)->Tensor:
         "Bool per root channel: are its weights zero in every producer?"
-        return self.per_root(lambda m: _oi(m, m.weight.detach()).flatten(1).any(1)).cpu() == 0
+        return self.per_root(lambda m: out_in(m, m.weight.detach()).flatten(1).any(1)).cpu() == 0
 
     def prune(self, channels:list):
         "Remove root `channels` and everything coupled to them from the model (Torch-Pruning's `Group.prune`)"

@@ -5,7 +5,6 @@ import os, subprocess, sys, warnings
 import pytest, torch
 from torch import nn
 from fasterprune.all import *
-from fasterprune.groups import _oi
 
 def _declare_torchvision_ops():
     "torchvision's C extension is broken here: declare its nms/qnms schemas (when missing) so that transformers imports"
@@ -41,26 +40,11 @@ def build(name):
 
 def n_params(m, part=''): return sum(p.numel() for n, p in m.named_parameters() if part in n)
 
-def zero_half(model, x):
-    "What 'coupled' 50 % does, for layers the Sparsifier does not select yet (GPT-2's Conv1D): half of each group's channels zeroed"
-    out = output_layer(model)
-    with torch.no_grad():
-        for g in channel_groups(model, x, [model.get_submodule(out)]):
-            if g.why: continue
-            gone = torch.arange(g.n)[::2]
-            for _, m, idx, root in g.producers:
-                rows = idx[torch.isin(root, gone)]
-                _oi(m, m.weight)[rows] = 0
-                if m.bias is not None: m.bias[rows] = 0
-    return model
-
 def pruned(name):
     w, x = build(name)
-    if name == 'gpt2': zero_half(w, x)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')        # the residual stream stays dense (LayerNorm/RMSNorm): said in a warning
-            sp = Sparsifier(w, 'coupled', example_inputs=x); sp.prune(50); sp.detach()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')            # the residual stream stays dense (LayerNorm/RMSNorm): said in a warning
+        sp = Sparsifier(w, 'coupled', example_inputs=x); sp.prune(50); sp.detach()
     return w, x
 
 def compacted(w, x):
