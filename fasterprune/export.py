@@ -95,7 +95,7 @@ def _removable(g, seen)->tuple:
     "Root channels of group `g` that can go, the bias folds they need, and why the other dead ones stay"
     dead, why, folds = g.dead(), {}, {}
     ok = dead.clone()
-    if g.why and ok.any(): ok[:] = False; why.update({int(r): g.why for r in dead.nonzero()})
+    if (w := g.why or getattr(g, 'keep_why', None)) and ok.any(): ok[:] = False; why.update({int(r): w for r in dead.nonzero()})
     for name,m,idx,root in g.consumers:
         for l,r in zip(idx.tolist(), root.tolist()):
             if not ok[r]: continue

@@ -100,6 +100,8 @@ class HeadGroup(ChannelGroup):
     def __init__(self, att:AttentionHeads):
         self.att, self.DG, self.why, self.norms = att, None, None, []
         self.root, self.name, self.n = att.q[1], att.name, att.n_kv
+        # compact cannot remove a stock nn.MultiheadAttention's heads: its q/k/v width is its embedding width
+        self.keep_why = "nn.MultiheadAttention cannot hold fewer heads at the same width" if att.kind == 'mha' else None
         self.producers = [(n, l, idx, root) for n,(l,idx,root) in att.rows().items()]
         cols, root = att.cols()
         self.consumers = [(att.o[0], att.o[1], cols, root)]
@@ -159,7 +161,7 @@ def channel_groups(model:nn.Module, # the model
     atts = attention_modules(model)
     ign = {id(l) for l in ignored_layers}
     atts = [a for a in atts if not any(id(s[1]) in ign for s in (a.q, a.k, a.v, a.o))]
-    qkv = list({id(s[1]): s[1] for a in atts for s in (a.q, a.k, a.v)}.values())
+    qkv = list({id(s[1]): s[1] for a in atts for s in (a.q, a.k, a.v) if isinstance(s[1], nn.Module)}.values())
     DG = _graph(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
     # q, k and v are no roots: their channels go by whole heads (HeadGroup), and tracing through attention is slow or hangs
@@ -167,7 +169,7 @@ def channel_groups(model:nn.Module, # the model
     groups = [ChannelGroup(g, DG, names, norms) for g in DG.get_all_groups(ignored_layers=list(ignored_layers) + qkv, root_module_types=_layer_types())]
     groups += [HeadGroup(a) for a in atts]
     order = {m: i for i, m in enumerate(model.modules())}
-    return sorted(groups, key=lambda g: order[g.root])   # in module order
+    return sorted(groups, key=lambda g: order[getattr(g.root, 'module', g.root)])   # in module order (a packed weight: its module's)
 
 # %% ../nbs/01a_groups.ipynb #0c995189
 def norms_after(model:nn.Module, # the model

@@ -10,7 +10,7 @@ import sys
 import torch
 from torch import nn
 from .granularity import Coupled
-from .layers import transposed_types
+from .layers import transposed_types, WeightOf
 
 # %% auto #0
 __all__ = ['AttentionHeads', 'attention_modules', 'write_configs', 'Head']
@@ -70,6 +70,9 @@ def _sub(m, *names):
 def _find(name, m)->AttentionHeads|None:
     "`m` as an `AttentionHeads`, if it is one of the known kinds"
     p = (name + '.') if name else ''
+    if isinstance(m, nn.MultiheadAttention) and isinstance(m.in_proj_weight, torch.Tensor):   # q|k|v packed in in_proj_weight
+        w, E, nh = WeightOf(m, 'in_proj_weight'), m.embed_dim, m.num_heads; n = p+'in_proj_weight'
+        return AttentionHeads(name, m, (n, w, 0), (n, w, E), (n, w, 2*E), (p+'out_proj', m.out_proj), nh, nh, E//nh, 'mha')
     if (ls := _sub(m, 'q_proj', 'k_proj', 'v_proj', 'o_proj')) and isinstance(getattr(m, 'head_dim', None), int):   # LLaMA, Qwen2, ViT
         q, k, v, o = ls; hd = m.head_dim
         return AttentionHeads(name, m, (p+'q_proj', q, 0), (p+'k_proj', k, 0), (p+'v_proj', v, 0), (p+'o_proj', o), _n_out(q)//hd, _n_out(k)//hd, hd, 'q_proj')
@@ -93,7 +96,7 @@ def _find(name, m)->AttentionHeads|None:
     return None
 
 def attention_modules(model:nn.Module)->list:
-    "The attention modules of `model` whose heads fasterprune knows (HF BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2, ViT; timm)"
+    "The attention modules of `model` whose heads fasterprune knows (HF BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2, ViT; timm; nn.MultiheadAttention)"
     return [a for n,m in model.named_modules() if (a := _find(n, m)) is not None]
 
 _MLP = (('intermediate_size', ('mlp.up_proj', 'intermediate.dense', 'mlp.fc1')), ('n_inner', ('mlp.c_fc',)), ('hidden_dim', ('ffn.lin1',)))
@@ -131,5 +134,5 @@ def _check_heads(model:nn.Module):
     "ValueError unless `model` has an attention module whose heads fasterprune knows"
     if not attention_modules(model):
         raise ValueError("granularity 'head' needs attention modules, and the model has none that fasterprune knows: Hugging Face "
-                         "BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2, ViT attention, timm's Attention (q/k/v and output "
+                         "BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2, ViT attention, timm's Attention, nn.MultiheadAttention (q/k/v and output "
                          "projections found by their names); use 'coupled' or 'filter' for other models")

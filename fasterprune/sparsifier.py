@@ -295,13 +295,13 @@ class Sparsifier:
         out = output_layer(self.model)
         groups = channel_groups(self.model, example_inputs, [self.model.get_submodule(out)] if out else [])
         if heads: groups = [g for g in groups if isinstance(g, HeadGroup)]
-        sel = {id(l) for l in self.layers.values()}
-        groups = [g for g in groups if g.why is None and all(id(m) in sel for _,m,_,_ in g.producers)]
+        sel = {id(l.weight) for l in self.layers.values()}   # by weight: a packed weight's `WeightOf` is made anew each time
+        groups = [g for g in groups if g.why is None and all(id(m.weight) in sel for _,m,_,_ in g.producers)]
         if heads and not groups:
             raise ValueError("granularity 'head': no attention module has its query, key and value layers all selected "
                              "(layer_types, include, exclude): select them to prune heads")
-        grouped = {id(m) for g in groups for _,m,_,_ in g.producers}
-        if (left := [n for n,l in self.layers.items() if id(l) not in grouped]) and not heads:
+        grouped = {id(m.weight) for g in groups for _,m,_,_ in g.producers}
+        if (left := [n for n,l in self.layers.items() if id(l.weight) not in grouped]) and not heads:
             warnings.warn(f"granularity {g!r}: layer(s) {', '.join(map(repr, left))} stay dense: their channels are coupled "
                           "to a layer that is not pruned (the output layer, an excluded layer) or to a normalisation (LayerNorm, RMSNorm, GroupNorm)")
         return groups

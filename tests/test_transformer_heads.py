@@ -189,3 +189,27 @@ def test_head_pruning_in_a_fastai_fit():
         learn.model.eval()
         with torch.no_grad(): assert_close(learn.model(xb), before)
         learn.fit(1, 1e-3)
+
+
+def test_multihead_attention_heads_are_masked_and_named_by_compact():
+    "nn.MultiheadAttention: 'head' masks a head's q, k and v rows (and biases) together; compact keeps them and says why"
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, 32, batch_first=True), 2, enable_nested_tensor=False),
+                        nn.Flatten(), nn.Linear(16*5, 3))
+    x = torch.randn(2, 5, 16)
+    sp = Sparsifier(enc, 'head', 'local', example_inputs=x)
+    sp.prune(50)
+    for l in enc[0].layers:
+        a = l.self_attn
+        alive = a.in_proj_weight_mask.any(1).view(3, 4, 4)          # (q|k|v, head, row of the head)
+        assert (alive.all(2) == alive.any(2)).all()                  # a head's rows go together
+        assert (alive.any(2) == alive[0].any(1)).all()               # q, k and v of one head together
+        assert int(alive[0].any(1).sum()) == 2                       # exactly half of the heads
+        assert float(a.in_proj_bias.detach().view(3, 4, 4)[~alive].abs().sum()) == 0
+    sp.detach(); enc.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        small = compact(enc, x)
+    r = compact_report(enc, small, x).set_index('name')
+    assert r.loc['0.layers.0.self_attn', 'dead_kept'] == 24 and 'MultiheadAttention' in r.loc['0.layers.0.self_attn', 'why_kept']
+    with torch.no_grad(): assert torch.equal(small(x), enc(x))
