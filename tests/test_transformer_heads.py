@@ -81,7 +81,9 @@ def test_decoders_generate_the_masked_models_tokens(name, tmp_path):
     w, x = pruned(name)
     small = compacted(w, x)
     atts = attention_modules(small)
-    if name == 'gpt2': assert [(a.n_heads, a.module.split_size) for a in atts] == [(2, 64), (2, 64)]
+    if name == 'gpt2':
+        assert [(a.n_heads, a.module.split_size) for a in atts] == [(2, 64), (2, 64)]
+        assert small.m.lm_head.weight is small.m.transformer.wte.weight       # the tied embedding stays tied
     else:   # grouped-query attention: 2 kv heads -> 1, each with its 2 query heads
         assert [(a.n_heads, a.n_kv, a.module.num_key_value_groups) for a in atts] == [(2, 1, 2), (2, 1, 2)]
         assert (small.m.config.num_attention_heads, small.m.config.num_key_value_heads) == (2, 1)
