@@ -8,13 +8,14 @@ Docs: https://fasterprune.github.io/fasterprune/all.html.md"""
 __all__ = []
 
 # %% ../nbs/05b_all.ipynb #a16f6dd4
-from . import schedules as _sch, granularity as _gr, groups as _grp, criteria as _cr, selection as _sel, sparsifier as _sp, callback as _cb, export as _ex, sparse as _sps, lock as _lk, regularize as _rg, tiles as _tl, sensitivity as _sen
+from . import schedules as _sch, granularity as _gr, groups as _grp, criteria as _cr, selection as _sel, sparsifier as _sp, fitting as _fit, callback as _cb, export as _ex, sparse as _sps, lock as _lk, regularize as _rg, tiles as _tl, sensitivity as _sen
 from .schedules import *
 from .granularity import *
 from .groups import *
 from .criteria import *
 from .selection import *
 from .sparsifier import *
+from .fitting import *
 from .callback import *
 from .export import *
 from .sparse import *
@@ -22,4 +23,4 @@ from .lock import *
 from .regularize import *
 from .tiles import *
 from .sensitivity import *
-__all__ = [n for m in (_sch, _gr, _grp, _cr, _sel, _sp, _cb, _ex, _sps, _lk, _rg, _tl, _sen) for n in m.__all__]
+__all__ = [n for m in (_sch, _gr, _grp, _cr, _sel, _sp, _fit, _cb, _ex, _sps, _lk, _rg, _tl, _sen) for n in m.__all__]
