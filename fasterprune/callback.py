@@ -277,7 +277,7 @@ class SparsifyCallback(_MaskingCallback):
 
     def __getstate__(self):
         "Pickle (e.g. in `learn.export`) without the sparsifier (it is rebuilt from the model when needed) nor fit state"
-        return {**self.__dict__, 'sparsifier': None, '_model': None, 'fit_run': None, 'example_inputs': None}
+        return {**self.__dict__, 'sparsifier': None, '_model': None}
 
 # %% ../nbs/04_callback.ipynb #9ae3f039
 @patch

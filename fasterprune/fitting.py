@@ -162,6 +162,10 @@ class PruneRun:
         "After an uninterrupted fit: the final target, if the last planned step was skipped (e.g. by GradientAccumulation)"
         if self.last != self.final: self.prune(self.final, self.last_step); self.sp.apply_masks()
 
+    def __getstate__(self):
+        "Pickled (with its callback, by `learn.export`) without the sparsifier and the ranks: its plan and `history` stay"
+        return {**self.__dict__, 'sp': None, 'sync': None}
+
 # %% ../nbs/04a_fitting.ipynb #6a9b7bce
 def _rank0_seed(ddp:DistributedDataParallel)->int:
     "Rank 0's `torch.initial_seed()`, broadcast to the ranks of `ddp`: a seed they share (draws nothing from the fit's RNG)"
