@@ -8,7 +8,7 @@ Docs: https://fasterprune.github.io/fasterprune/all.html.md"""
 __all__ = []
 
 # %% ../nbs/05b_all.ipynb #a16f6dd4
-from . import layers as _ly, schedules as _sch, granularity as _gr, groups as _grp, heads as _hd, criteria as _cr, selection as _sel, sparsifier as _sp, callback as _cb, export as _ex, sparse as _sps, lock as _lk, regularize as _rg, tiles as _tl, sensitivity as _sen, oneshot as _os, rewind as _rw, deploy as _dp, distill as _kd
+from . import layers as _ly, schedules as _sch, granularity as _gr, groups as _grp, heads as _hd, criteria as _cr, selection as _sel, sparsifier as _sp, fitting as _fit, callback as _cb, export as _ex, sparse as _sps, lock as _lk, regularize as _rg, tiles as _tl, sensitivity as _sen, oneshot as _os, rewind as _rw, deploy as _dp, distill as _kd
 from .layers import *
 from .schedules import *
 from .granularity import *
@@ -17,6 +17,7 @@ from .heads import *
 from .criteria import *
 from .selection import *
 from .sparsifier import *
+from .fitting import *
 from .callback import *
 from .export import *
 from .sparse import *
@@ -28,4 +29,4 @@ from .oneshot import *
 from .rewind import *
 from .deploy import *
 from .distill import *
-__all__ = [n for m in (_ly, _sch, _gr, _grp, _hd, _cr, _sel, _sp, _cb, _ex, _sps, _lk, _rg, _tl, _sen, _os, _kd, _rw, _dp) for n in m.__all__]
+__all__ = [n for m in (_ly, _sch, _gr, _grp, _hd, _cr, _sel, _sp, _fit, _cb, _ex, _sps, _lk, _rg, _tl, _sen, _os, _kd, _rw, _dp) for n in m.__all__]

@@ -6,27 +6,25 @@ Docs: https://fasterprune.github.io/fasterprune/callback.html.md"""
 
 # %% ../nbs/04_callback.ipynb #9368e5a2
 from __future__ import annotations
-import contextlib, inspect, math, numbers, sys, warnings
+import functools, numbers, warnings
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel, DataParallel
 import matplotlib.pyplot as plt
 from fastai.basics import *
-import fastai.callback.schedule   # Learner.fine_tune
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.tracker import SaveModelCallback
-from fastai.distributed import DistributedDL
 from .schedules import *
 from .granularity import *
 from .criteria import *
 from .sparsifier import *
+from .fitting import *
+from .fitting import _pool_factor, _check_criteria
+from .sparsifier import _check_types, _patterns, _named_buffer, _load_hook, _check_range, _one_criterion, _is_num
 from .layers import *
-from .schedules import _sched_name
-from .sparsifier import _check_types, _patterns, _named_buffer, _load_hook, _check_range, _one_criterion, _is_num, _criterion_for
-from .export import compact as _compact
 from .rewind import Rewinder
+from .export import compact as _compact
 
 _as_granularity, _as_criterion = granularity, criterion   # the arguments of SparsifyCallback shadow these names
 
@@ -57,39 +55,65 @@ def _check_layer_sparsity(ls, g):
         _check_reach(g, v, f"layer_sparsity[{k!r}]")
         _warn_fraction(v, f"layer_sparsity[{k!r}]")
 
-def _rank0_seed(ddp:DistributedDataParallel)->int:
-    "Rank 0's `torch.initial_seed()`, broadcast to the ranks of `ddp`: a seed they share (draws nothing from the fit's RNG)"
-    pg, dev = ddp.process_group, next(ddp.parameters()).device     # NCCL broadcasts tensors on the GPU
-    t = torch.tensor([torch.initial_seed() % 2**62], dtype=torch.int64, device=dev)
-    torch.distributed.broadcast(t, torch.distributed.get_global_rank(pg, 0), group=pg)
-    return int(t)
+def _check_args(g, sched, sparsity, context, layer_sparsity, layer_types, include, exclude, prune_output, keep_masks,
+                min_kept, layer_range):
+    "Every constructor argument checked: TypeError/ValueError naming it"
+    if context not in ('local', 'global'): raise ValueError(f"`context` must be 'local' or 'global', got {context!r}")
+    _check_reach(g, sparsity, 'sparsity')
+    if isinstance(g, NM) and sched.final not in (0, g.max_sparsity):
+        raise ValueError(f"`sparsity`: N:M {g.name!r} gives exactly {g.max_sparsity:g} % ({g.kept} kept in every "
+                         f"{g.group}), so the final target must be {g.max_sparsity:g}, got {sparsity!r}")
+    _check_layer_sparsity(layer_sparsity, g)
+    if layer_types is not None: _check_types(layer_types)
+    _patterns(include, '`include`'); _patterns(exclude, '`exclude`')
+    _check_bool(prune_output, 'prune_output'); _check_bool(keep_masks, 'keep_masks')
+    if isinstance(min_kept, bool) or not isinstance(min_kept, numbers.Integral) or min_kept < 0:
+        raise TypeError(f"`min_kept` must be an int >= 0 (structures kept per layer), got {min_kept!r}")
+    _warn_fraction(sparsity, 'sparsity')
+    _check_range(layer_range)
 
-def _fingerprint(masks)->Tensor:
-    "Kept weights per output and per input of each mask: cheap to compare across ranks"
-    fs = [torch.cat([m.flatten(1).sum(1), m.flatten(1).sum(0)]) for m in masks if m.dim() > 1]
-    return torch.cat(fs + [torch.stack([m.sum() for m in masks])])
+# %% ../nbs/04_callback.ipynb #58de919f
+def _runs(cb)->bool:
+    "Not during lr_find, validate or get_preds (fastai holds `learn.lock` and fires before_fit there too)"
+    lock = getattr(cb.learn, 'lock', None)
+    return not (hasattr(cb.learn, 'lr_finder') or hasattr(cb, 'gather_preds') or (lock is not None and lock.locked()))
 
-@torch.no_grad()
-def _sync_from_rank0(ddp:DistributedDataParallel):
-    "Every parameter and buffer of the model inside `ddp` set to rank 0's"
-    pg = ddp.process_group
-    src = torch.distributed.get_global_rank(pg, 0)
-    for t in [*ddp.module.parameters(), *ddp.module.buffers()]:
-        c = t.detach().to(torch.uint8) if t.dtype == torch.bool else t.detach().clone()
-        torch.distributed.broadcast(c, src, group=pg)
-        t.copy_(c)
+def _frozen_layers(learn, layers:dict)->list:
+    "Names of `layers` that do not train in this fit: in a parameter group that `learn.freeze_to` froze, or `requires_grad=False`"
+    opt, frozen = learn.opt, set()
+    if (k := getattr(opt, 'frozen_idx', 0)): frozen = {id(p) for pl in opt.param_lists[:k] for p in pl}
+    return [n for n,l in layers.items() if not l.weight.requires_grad or id(l.weight) in frozen]
 
-_MASK_BUFFERS = ('weight_mask', 'weight_pruned')
+class _SparsityMetric(ValueMetric):
+    "The fit table's `sparsity` column of one SparsifyCallback's fit"
+    def __init__(self, cb): super().__init__(cb._realised, 'sparsity'); self.cb = cb
 
-_FINE_TUNE = Learner.fine_tune.__code__
+def _drop_stale_columns(learn):
+    "Remove `sparsity` columns whose callback is in no fit (one left behind by a fit that crashed)"
+    learn.metrics = [m for m in L(learn.metrics) if not (isinstance(m, _SparsityMetric) and not m.cb._fitting)]
 
-def _fine_tune_frame():
-    "The frame of fastai's `Learner.fine_tune` that this fit runs in, or None"
-    f = sys._getframe(1)
-    while f is not None and f.f_code is not _FINE_TUNE: f = f.f_back
-    return f
+class _MaskingCallback(Callback):
+    "Base of the callbacks that hold masks during a fit: run gating, and the clean-up when fastai removes one from a fit that failed"
+    _fitting = False
+    @property
+    def learn(self): return self.__dict__.get('learn')
+    @learn.setter
+    def learn(self, v):
+        "fastai sets `learn` to None when it removes the callback (`added_cbs`); mid-fit that means the fit raised"
+        if v is None and self._fitting:
+            try: self._end_fit()
+            except Exception as e: warnings.warn(f"{self!r}: clean-up after the failed fit failed too: {e!r}")
+        self.__dict__['learn'] = v
 
-class SparsifyCallback(Callback):
+    def before_fit(self):
+        "A fit that crashed left this callback attached (`Learner(cbs=...)`): its state is cleaned first"
+        if self._fitting: self._end_fit()
+        self.run = _runs(self)
+
+    def _end_fit(self): self._fitting = False
+
+# %% ../nbs/04_callback.ipynb #8af2036e
+class SparsifyCallback(_MaskingCallback):
     "Prune the model's layers during training to `sparsity` % on `schedule`"
     # 12: after AMP (10) has unscaled gradients, so gradient criteria see true values, and after fastai's
     # `DistributedTrainer` (11), which in its before_fit swaps BatchNorm for SyncBatchNorm and wraps the model in DDP
@@ -114,303 +138,144 @@ class SparsifyCallback(Callback):
         layer_range:tuple=(0, 100),       # Global context: (min %, max %) of every layer pruned at the final target
         keep_masks:bool=False,            # Keep masks (buffers) after fit, for more fine-tuning
         criterion=None,                   # The same as `criteria` (which takes one criterion): pass one of the two
+        example_inputs=None,              # Inputs to trace channels ('filter', 'coupled'); None: the first training batch
         rewind_epoch=None,                # Rewind the weights to the start of this epoch after each pruning step (see rewind)
     ):
-        criteria = _one_criterion(criteria, criterion)
         self.schedule = SparsitySchedule(schedule, sparsity, start_sparsity, start_epoch, end_epoch, prune_every,
                                          mask_end_epoch)
-        self.granularity = _as_granularity(granularity)
-        self.criteria = _criterion_for(criteria, self.granularity)
-        if context not in ('local', 'global'):
-            raise ValueError(f"`context` must be 'local' or 'global', got {context!r}")
-        g = self.granularity
-        _check_reach(g, sparsity, 'sparsity')
-        if isinstance(g, NM) and self.schedule.final not in (0, g.max_sparsity):
-            raise ValueError(f"`sparsity`: N:M {g.name!r} gives exactly {g.max_sparsity:g} % ({g.kept} kept in every "
-                             f"{g.group}), so the final target must be {g.max_sparsity:g}, got {sparsity!r}")
-        _check_layer_sparsity(layer_sparsity, g)
-        if layer_types is not None: _check_types(layer_types)
-        _patterns(include, '`include`'); _patterns(exclude, '`exclude`')
-        _check_bool(prune_output, 'prune_output'); _check_bool(keep_masks, 'keep_masks')
-        if isinstance(min_kept, bool) or not isinstance(min_kept, numbers.Integral) or min_kept < 0:
-            raise TypeError(f"`min_kept` must be an int >= 0 (structures kept per layer), got {min_kept!r}")
-        _warn_fraction(sparsity, 'sparsity')
-        _check_range(layer_range)
-        self.context, self.keep_masks, self.rewinder = context, keep_masks, Rewinder.of(rewind_epoch)
+        self.granularity = g = _as_granularity(granularity)
+        self.criteria = _as_criterion(_one_criterion(criteria, criterion)).for_granularity(g)
+        _check_args(g, self.schedule, sparsity, context, layer_sparsity, layer_types, include, exclude, prune_output,
+                    keep_masks, min_kept, layer_range)
+        self.context, self.keep_masks, self.example_inputs = context, keep_masks, example_inputs
+        self.rewinder = Rewinder.of(rewind_epoch)
         self.sp_kwargs = dict(layer_sparsity=layer_sparsity, include=include, exclude=exclude,
                               prune_output=prune_output, min_kept=int(min_kept), layer_range=tuple(layer_range))
         if layer_types is not None: self.sp_kwargs['layer_types'] = layer_types
-        self.sparsifier, self._model, self.completed, self.history = None, None, False, []
-        self.waited, self.offset, self._ft, self._fitting, self.metric, self.n_prunes = 0, 0, None, False, None, 0
-        self._seed, self._ddp = None, None
+        self.sparsifier, self._model, self.completed, self.fit_run, self.waited, self.offset = None, None, False, None, 0, 0
+        self.realised = None
 
     @property
     def sparsity(self): return self.schedule.end
-
     @property
     def target(self)->float:
         "The final target sparsity (%), the same as `sparsity`; the measured one is `realised`"
         return self.schedule.end
+    @property
+    def history(self)->list: return self.fit_run.history if self.fit_run else []
+    @property
+    def n_prunes(self)->int: return self.fit_run.n_prunes if self.fit_run else 0
 
     def __repr__(self): return f"SparsifyCallback({self.sparsity:g}, {self.granularity.name!r}, {self.context!r})"
 
     def _sparsifier_for(self, model):
         "This callback's `Sparsifier` over `model` (unwrapped from DDP: layer names are the user's), built once per model"
-        model = get_model(model)   # the user's model inside DDP/DataParallel (fastai)
+        model = get_model(model)
         if self.sparsifier is None or self._model is not model:
-            xb = self._example_batch() if self.granularity.kills_channel else None   # to trace channels: 'filter', 'coupled'
+            xb = self.example_inputs
+            if xb is None and self.granularity.kills_channel and self.learn is not None:
+                xb = example_batch(self.learn.dls, model)   # to trace channels: 'filter' (its BatchNorms), 'coupled'
             sp = Sparsifier(model, self.granularity, self.context, self.criteria, example_inputs=xb, **self.sp_kwargs)
             sp.check_target(self.schedule.final)     # warns about layers too coarse for their target
             self.sparsifier, self._model = sp, model
         return self.sparsifier
 
-    def _example_batch(self):
-        "Inputs of one batch (validation set, else training set) to trace the model's channels; None without a learner"
-        dls = getattr(getattr(self, 'learn', None), 'dls', None)
-        if dls is None: return None
-        dl = dls.valid if len(dls.valid) else dls.train
-        if isinstance(dl, DistributedDL): dl = dl.dl      # `distrib_ctx`: the whole loader, no collective needed
-        return dl.one_batch()[:dls.n_inp]
-
     def before_fit(self):
         "Check everything against this fit (an error changes nothing), attach the masks, pick up a loaded checkpoint's"
-        self._drop_metric()
-        # not during lr_find, nor during validate/get_preds (fastai holds `learn.lock` and fires before_fit there too)
-        lock = getattr(self.learn, 'lock', None)
-        self.run = not (hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds') or (lock is not None and lock.locked()))
+        super().before_fit()
+        _drop_stale_columns(self.learn)
         if not self.run: return
         sp = self._sparsifier_for(self.learn.model)
         self._check_alone(sp)
-        self.n_epochs, self.n_batch = self.learn.n_epoch, len(self.learn.dls.train)
+        n_epoch = self.learn.n_epoch
         if (why := self._why_wait(sp)):
             warnings.warn(f"SparsifyCallback: {why}")
-            self.waited += self.n_epochs; self.run = False; return
+            self.waited += n_epoch; self.run = False; return
         self.offset, self.waited = self.waited, 0
-        self.schedule.window(self.n_epochs)
-        # after a completed schedule, a further fit with the same callback holds the final sparsity
-        self.active = SparsitySchedule(one_shot, self.schedule.final) if self.completed else self.schedule
-        self._plan()
-        if self.rewinder: self.rewinder.plan(self._steps, self.n_batch, self.n_epochs, self.active is self.schedule)
-        self._pool = self._pool_factor(sp)
-        self._check_reachable(sp)
-        self.criteria.reset(sp.layers)
-        if not self.criteria.needs_grad: self._check_criteria(sp)
+        run = PruneRun(sp, self.schedule, n_epoch, len(self.learn.dls.train), self.completed, offset=self.offset)
+        if self.rewinder: self.rewinder.plan(run.steps, run.n_batch, n_epoch, not self.completed)
+        sp.criteria.reset(sp.layers)
+        if not sp.criteria.needs_grad: _check_criteria(sp)
         sp.attach()
-        self._share_rng(); self._unbroadcast(sp)
-        self.last, self.resume, self.cancelled, self.diverged = None, self._masks_loaded(), False, False
-        self.grad_check = self.criteria.needs_grad
-        self.realised, self.history, self.n_prunes = sp.sparsity(), [], 0
-        self.metric = ValueMetric(self._realised, 'sparsity')
-        self.learn.metrics = L(self.learn.metrics) + [self.metric]
-        self._learner, self._fitting = self.learn, True
+        run.sync = RankSync(self.learn.model)
+        self.fit_run, self.realised, self.cancelled, self.grad_check = run, run.realised, False, sp.criteria.needs_grad
+        self.learn.metrics = L(self.learn.metrics) + [_SparsityMetric(self)]
+        self._fitting = True
 
-    def _share_rng(self):
-        "In a DDP fit, a seed shared by its ranks, for the criterion's draws at mask updates (see `_same_rng`)"
-        m = self.learn.model       # only a DDP fit: a fit on one rank (the group still up) must not wait for the others
-        self._ddp = m if isinstance(m, DistributedDataParallel) else None
-        self._seed = _rank0_seed(m) if self._ddp is not None else None
-
-    def _agree(self, sp):
-        "In a DDP fit, after new masks: the ranks' masks compared (one all-reduce of a fingerprint); if they differ, rank 0's model is taken, with a warning"
-        ddp = self.__dict__.get('_ddp')
-        if ddp is None: return
-        f = _fingerprint([m for l in sp.layers.values() if (m := _named_buffer(l, 'weight_mask')) is not None])
-        both = torch.cat([f, -f])
-        torch.distributed.all_reduce(both, torch.distributed.ReduceOp.MAX, group=ddp.process_group)
-        if torch.equal(both[:f.numel()], -both[f.numel():]): return
-        _sync_from_rank0(ddp)
-        warnings.warn(f"SparsifyCallback: the masks differ between the processes of this fit (the criterion "
-                      f"{self.criteria!r} does not compute the same scores on every rank): rank 0's masks and weights "
-                      "were taken. Make its scores depend on the weights and the (averaged) gradients only")
-
-    @contextlib.contextmanager
-    def _same_rng(self, step:int):
-        "At mask updates in a DDP fit: the global RNG seeded alike on every rank (a 'random' criterion draws the same scores), the fit's RNG untouched"
-        if self._seed is None: yield; return
-        devs = sorted({p.device.index or 0 for p in self._model.parameters() if p.is_cuda})
-        with torch.random.fork_rng(devices=devs):
-            torch.manual_seed((self._seed + 7919*(step + 2)) % 2**62)
-            yield
-
-    def _unbroadcast(self, sp):
-        "Keep the masks and kept values out of the buffers DDP broadcasts from rank 0 at every forward pass: they are equal on every rank by construction"
-        ignored = getattr(self.learn.model, 'parameters_to_ignore', None)    # DDP's set, read again at every buffer sync
-        if isinstance(self.learn.model, DistributedDataParallel) and isinstance(ignored, set):
-            ignored.update(f"{n}.{b}" for n in sp.layers for b in _MASK_BUFFERS)
+    def _why_wait(self, sp)->str|None:
+        "Why this fit leaves the model as it is (selected layers frozen, as in fine_tune's first stage), or None"
+        if self.completed: return None          # a completed callback holds its target in any fit
+        if frozen := _frozen_layers(self.learn, sp.layers):
+            return (f"{len(frozen)} selected layer(s) are frozen in this fit ({', '.join(map(repr, frozen[:6]))}): pruning "
+                    "waits for a fit in which every selected layer trains (as the unfrozen stage of `fine_tune`): "
+                    "unfreeze them, or leave them out with `exclude`")
 
     def _check_alone(self, sp):
         "ValueError when another `SparsifyCallback` of this fit selects one of our layers"
-        mine = {id(l): n for n,l in sp.layers.items()}
+        mine = {id(l.weight): n for n,l in sp.layers.items()}   # by weight: a packed weight's `WeightOf` is made anew
         for cb in self.learn.cbs:
             if cb is self or not isinstance(cb, SparsifyCallback): continue
             try: other = cb._sparsifier_for(self.learn.model)
             except Exception: continue          # its own before_fit names its error
-            if both := [mine[id(l)] for l in other.layers.values() if id(l) in mine]:
+            if both := [mine[id(l.weight)] for l in other.layers.values() if id(l.weight) in mine]:
                 raise ValueError(f"layer {both[0]!r} is selected by two callbacks of this fit, {self!r} and {cb!r} "
                                  f"({len(both)} layer(s) in common: {', '.join(map(repr, both[:6]))}): a layer can follow "
                                  "one SparsifyCallback; split the layers with `include`, `exclude` or `layer_types`")
 
-    def _why_wait(self, sp)->str|None:
-        "Why this fit leaves the model as it is (the frozen stage of `fine_tune`, frozen layers), or None"
-        ft = _fine_tune_frame()
-        first = ft is not None and ft is not self._ft
-        self._ft = ft if first else None
-        if self.completed: return None          # a completed callback holds its target in any fit
-        if first: return (f"this is the first, frozen stage of `fine_tune` ({self.n_epochs} epoch(s)): the model stays "
-                          "dense; the schedule runs over its unfrozen stage (`epochs`), in which every layer trains")
-        if frozen := [n for n,l in sp.layers.items() if not l.weight.requires_grad]:
-            return (f"{len(frozen)} selected layer(s) are frozen in this fit ({', '.join(map(repr, frozen[:6]))}): pruning "
-                    "waits for a fit in which every selected layer trains (unfreeze them, or leave them out with `exclude`)")
-
-    def _plan(self):
-        "The fit's per-batch scheduled values (each one checked) and mask-recompute decisions, computed once"
-        s, nm = self.active, _sched_name(self.active.sched)
-        try: self._vals, self._prev, recompute = s.plan(self.n_epochs, self.n_batch)
-        except Exception as e: raise ValueError(f"`schedule` {nm} failed at a batch position of this fit: {e}") from e
-        v = np.array(self._vals, dtype=float)
-        lo, hi = min(s.start, s.end), max(s.start, s.end)
-        tol = 1e-6*max(1., hi - lo)
-        if (bad := np.flatnonzero(~np.isfinite(v) | (v < lo - tol) | (v > hi + tol))).size:
-            i = int(bad[0])
-            raise ValueError(f"`schedule` {nm} gives {v[i]!r} at batch {i} of this fit (epoch {(i+1)/self.n_batch:.4g} of "
-                             f"{self.n_epochs}): it must stay finite and within [{lo:g}, {hi:g}] (start_sparsity to sparsity)")
-        steps = [i for i, r in enumerate(recompute) if r]
-        self._dec, self._steps = set(steps), np.array(steps, dtype=int)
-        self._applied = np.array([self._vals[i] for i in steps])
-        self._last_step = steps[-1] if steps else -1
-
-    def _pool_factor(self, sp)->float|None:
-        "'global' with `layer_sparsity`: the factor c such that the other layers at c*s % make the selection's total s %"
-        F = self.schedule.final
-        if self.context != 'global' or not sp.targets or F == 0: return None
-        W = {n: l.weight.numel() for n,l in sp.layers.items()}
-        pool = [n for n in W if n not in sp.targets]
-        if not pool: raise ValueError("`layer_sparsity` names every selected layer, so in 'global' context no layer is left "
-                                      "to make up the total `sparsity`: use context='local', or name fewer layers")
-        k = round(F/100*sum(W.values())) - sum(round(T/100*W[n]) for n,T in sp.targets.items())
-        p, top = 100*k/sum(W[n] for n in pool), sp.granularity.max_sparsity
-        if not 0 < p <= top:
-            raise ValueError(f"'global' context with `layer_sparsity`: for a total of `sparsity`={F:g} % the layers it does "
-                             f"not name would need {p:.4g} %, outside (0, {top:g}]: change `sparsity` or `layer_sparsity`, "
-                             "or use context='local'")
-        return p/F
-
-    def _targets(self, value):
-        "`Sparsifier.prune`'s sparsity and `final` for the scheduled total `value`"
-        c, end = self._pool or 1., self.active.end
-        return c*value, (c*end or None)
-
-    def _check_reachable(self, sp):
-        "'global': ValueError before training when `min_kept` or `layer_range` make a scheduled target unreachable"
-        if self.context != 'global' or isinstance(sp.granularity, NM): return
-        g, (lo, hi) = sp.granularity, sp.layer_range
-        ns = [g.n_structures(out_in(l, l.weight).shape) for n,l in sp.layers.items() if n not in sp.targets]
-        N = sum(ns)
-        kept = sum(min(max(sp.min_kept, math.ceil((1 - hi/100)*n - 1e-9)), n) for n in ns)
-        s = self._targets(max(self._vals))[0]
-        if (k := round(s/100*N)) > N - kept:
-            raise ValueError(f"'global' `sparsity` {s:g} % prunes {k} of {N} structures, but `min_kept`={sp.min_kept} and "
-                             f"`layer_range`={sp.layer_range} keep {kept} of them: at most {100*(N-kept)/N:.4g} % is "
-                             "reachable; lower `sparsity`, pass min_kept=0 or raise the layer_range maximum")
-        s = self._targets(self.schedule.final)[0]
-        if (k := round(s/100*N)) < (forced := sum(math.floor(lo/100*n + 1e-9) for n in ns)):
-            raise ValueError(f"'global' `sparsity` {s:g} % prunes {k} of {N} structures, but `layer_range`={sp.layer_range} "
-                             f"makes every layer prune at least {lo:g} %: {forced} in all; raise `sparsity` or lower the minimum")
-
-    def _check_criteria(self, sp):
-        "Score every selected layer once: ValueError naming `criteria` for anything but finite float scores of its weight"
-        ws = [l.weight for l in sp.layers.values()]
-        devs = sorted({w.device.index or 0 for w in ws if w.is_cuda})
-        with torch.no_grad(), torch.random.fork_rng(devices=devs):     # a random criterion draws: keep the fit's RNG
-            for n,l in sp.layers.items():
-                w = l.weight.detach()
-                try: check_scores(self.criteria.score(n, l, w), n, w)
-                except Exception as e:
-                    raise ValueError(f"`criteria` {self.criteria!r} cannot score layer {n!r}: {e}") from e
-
-    def _masks_loaded(self):
-        return any(not bool(l.weight_mask.all()) for l in self.sparsifier.layers.values() if hasattr(l, 'weight_mask'))
-
     def _realised(self): return self.sparsifier.sparsity()   # the fit-table column: zeros counted in the weights
+
+    def _i(self): return self.learn.epoch*self.fit_run.n_batch + self.learn.iter
 
     def before_step(self):
         "Gradient criteria see the gradients before the optimizer uses them (checked on every layer at the first step)"
-        if self.criteria.needs_grad:
-            self.criteria.update(self.sparsifier.layers)
-            if self.grad_check: self._check_criteria(self.sparsifier); self.__dict__['grad_check'] = False
+        if not self.sparsifier.criteria.needs_grad: return
+        self.sparsifier.criteria.update(self.sparsifier.layers)
+        if self.grad_check: _check_criteria(self.sparsifier); self.__dict__['grad_check'] = False
 
     def after_step(self):
         "Masks after every update (momentum and weight decay never revive a pruned weight), recomputed where the schedule says so"
-        learn, d = self.learn, self.__dict__      # per-batch state set through __dict__: fastai's checked setattr is slow
-        d['i'] = i = learn.epoch*self.n_batch + learn.iter
-        if self.resume:   # a checkpoint's masks: continue as the uninterrupted run would have
-            d['last'] = self._applied[self._steps < i][-1] if (self._steps < i).any() else None
-            d['resume'] = False
-        last = self.last
-        if last == self._prev[i]: go = i in self._dec    # as planned in before_fit
-        else: go = self.active.is_prune_step(i, self.n_epochs, self.n_batch, self._vals[i], last)
-        if not go: return self.sparsifier.apply_masks()
-        try: self._prune(self._vals[i])
-        except ValueError:
-            if self._finite(): raise
-            # diverged (NaN/inf weights): nothing was changed; TerminateOnNaNCallback may stop the fit after this batch
-            d['diverged'] = True; self.sparsifier.apply_masks()
-        else:
-            if self.rewinder: self.rewinder.rewind(learn)
+        run, n = self.fit_run, self.fit_run.n_prunes
+        run.step(self._i())
+        if self.rewinder and run.n_prunes > n: self.rewinder.rewind(self.learn)
 
     def before_epoch(self):
+        "With `rewind_epoch`: the weights to rewind to are kept at the start of that epoch"
         if self.run and self.rewinder: self.rewinder.before_epoch(self.learn)
-
-    def _finite(self): return all(bool(torch.isfinite(l.weight.detach()).all()) for l in self.sparsifier.layers.values())
-
-    def _prune(self, value):
-        "New masks at `value` %, ranking masked weights by their last values; those go once no later step can use them"
-        sp = self.sparsifier
-        s, final = self._targets(value)
-        with self._same_rng(self.i): sp.prune(s, keep_pruned_values=True, final=final)
-        self._agree(sp)
-        if self.i >= self._last_step: sp.drop_pruned_values()
-        self.__dict__.update(last=value, realised=sp.masked(), n_prunes=self.n_prunes + 1)
 
     def after_batch(self):
         "Scheduled and realised sparsity of this training batch, for `plot`"
-        learn = self.learn
-        if learn.training:
-            i = learn.epoch*self.n_batch + learn.iter
-            if self.diverged: self._diverged_error(i)
-            self.history.append((self.offset + (i + 1)/self.n_batch, self._vals[i], self.realised))
+        if not self.learn.training: return
+        run, i = self.fit_run, self._i()
+        if run.diverged: self._diverged_error(i)
+        self.__dict__['realised'] = run.realised      # fastai's checked setattr is slow: per-batch state through __dict__
+        run.record(i)
 
     def _diverged_error(self, i):
         bad = [n for n,l in self.sparsifier.layers.items() if not bool(torch.isfinite(l.weight.detach()).all())]
         loss = self.learn.loss
         raise ValueError(f"SparsifyCallback: the weights of layer(s) {', '.join(map(repr, bad[:6]))} are NaN or inf after "
                          f"batch {i} (loss {float(loss.detach()) if isinstance(loss, torch.Tensor) else loss}): the training "
-                         "diverged and cannot be pruned. Lower the "
-                         "learning rate; TerminateOnNaNCallback stops such a fit cleanly")
+                         "diverged and cannot be pruned. Lower the learning rate; TerminateOnNaNCallback stops such a fit cleanly")
 
     def after_cancel_fit(self): self.cancelled = True
 
     def after_fit(self):
         "Reach the final sparsity (if a last step was skipped), or warn if the fit stopped early; then leave the model as documented"
-        final = self.active(self.n_epochs, self.n_epochs)
-        if not self.cancelled:
-            if self.last != final:
-                self.i = self._last_step
-                self._prune(final); self.sparsifier.apply_masks()
-            self.completed = True
-        elif self.last != final and not self.completed:
-            at = self.history[-1][0] - self.offset if self.history else 0
-            warnings.warn(f"SparsifyCallback: the fit stopped at epoch {at:.3g} of {self.n_epochs}, before the schedule "
+        run = self.fit_run
+        if not self.cancelled: run.end(); self.completed, self.realised = True, run.realised
+        elif run.last != run.final and not self.completed:
+            at = run.history[-1][0] - self.offset if run.history else 0
+            warnings.warn(f"SparsifyCallback: the fit stopped at epoch {at:.3g} of {run.n_epoch}, before the schedule "
                           f"reached its target: the selected layers are at {self.sparsifier.masked():.2f} % sparsity, the "
-                          f"target is {final:g} %. Call `.finish()` on this callback to prune to the target now, then "
+                          f"target is {run.final:g} %. Call `.finish()` on this callback to prune to the target now, then "
                           "fine-tune (a later fit with this callback holds the target)")
         self._end_fit()
 
     def _end_fit(self):
         "Leave a fit (ended, cancelled or failed): no `sparsity` column left, the last masks as exact zeros, buffers and hooks gone unless `keep_masks`"
-        self._fitting, self._ddp = False, None
-        self._drop_metric()
-        learn, sp = self.__dict__.pop('_learner', None), self.sparsifier
+        self._fitting, learn, sp = False, self.learn, self.sparsifier
+        if self.fit_run is not None: self.fit_run.sync = RankSync()   # no reference to the DDP wrapper kept
+        if learn is not None: _drop_stale_columns(learn)
         with torch.no_grad():
             for l in sp.layers.values():
                 if (m := _named_buffer(l, 'weight_mask')) is not None: l.weight.masked_fill_(~m, 0.)
@@ -421,18 +286,9 @@ class SparsifyCallback(Callback):
                           "make_permanent(learn.model) afterwards (or use SaveModelCallback(every_epoch=True))")
         else: sp.detach()
 
-    def _drop_metric(self):
-        learn, m = self.__dict__.get('_learner') or self.learn, self.metric
-        if learn is not None and m is not None: learn.metrics = [o for o in learn.metrics if o is not m]
-
-    def _fit_failed(self):
-        "Called by `Learner.fit` when the fit raised: leave the model as after a cancelled fit"
-        self.run, self._ft = True, None
-        if self._fitting: self._end_fit()
-
     def __getstate__(self):
         "Pickle (e.g. in `learn.export`) without the sparsifier (it is rebuilt from the model when needed) nor fit state"
-        return {**self.__dict__, 'sparsifier': None, '_model': None, '_seed': None, '_ddp': None, '_ft': None, '_learner': None, 'metric': None}
+        return {**self.__dict__, 'sparsifier': None, '_model': None}
 
 # %% ../nbs/04_callback.ipynb #9ae3f039
 @patch
@@ -443,7 +299,7 @@ def plot(self:SparsifyCallback, ax=None):
     if o: ax.axvspan(0, o, color='tab:gray', alpha=.15, lw=0, label='frozen stage: dense')
     ax.plot(h[:, 0], h[:, 1], label='scheduled', lw=2, alpha=.6)
     ax.step(h[:, 0], h[:, 2], where='post', label='realised (masked weights)', ls='--', color='k', lw=1)
-    ax.set(xlabel='epoch', ylabel='sparsity (%)', xlim=(0, o + self.n_epochs),
+    ax.set(xlabel='epoch', ylabel='sparsity (%)', xlim=(0, o + self.fit_run.n_epoch),
            title=f'{self.sparsity:g} % {self.context}, {self.n_prunes} mask updates')
     ax.legend(loc='lower right', fontsize='small')
     return ax
@@ -455,11 +311,9 @@ def finish(self:SparsifyCallback, model:nn.Module|None=None # the pruned model; 
     "Prune to the final target now (e.g. after a fit stopped early): exact zeros; later fits with this callback hold it"
     if model is None: model = self.learn.model if self.learn is not None else self._model
     if model is None: raise ValueError("`finish` needs the model: pass `model=`, or call it after a fit with this callback")
-    sp = self._sparsifier_for(model)
-    self.active, self._pool = self.schedule, self._pool_factor(sp)
-    s, final = self._targets(self.schedule.final)
-    sp.attach()
-    with self._same_rng(-1): sp.prune(s, final=final)
+    sp, F = self._sparsifier_for(model), self.schedule.end
+    c = _pool_factor(sp, self.schedule.final) or 1.
+    sp.attach(); sp.prune(c*F, final=c*F or None)
     self.completed, self.realised = True, sp.masked()
     if not self.keep_masks: sp.detach()
     return self
@@ -478,42 +332,21 @@ def report(self:SparsifyCallback, model:nn.Module|None=None # None: the one of t
     return r
 
 # %% ../nbs/04_callback.ipynb #e5b0c7f2
-_fastai_load = getattr(Learner.load, '_fasterprune_wraps', Learner.load)
-
 @patch
-def load(self:Learner, file, device=None, **kwargs):
-    "fastai's `Learner.load`, which also takes a pruned checkpoint (`weight_mask`/`weight_pruned` buffers) into a model without masks"
-    hooks = [m.register_load_state_dict_pre_hook(_load_hook) for m in self.model.modules() if isinstance(m, prunable_types)]
-    try: return _fastai_load(self, file, device=device, **kwargs)
+def load_pruned(self:Learner, file, device=None, **kwargs):
+    "`Learner.load` of a checkpoint saved while pruning: its `weight_mask`/`weight_pruned` buffers are added to the model"
+    hooks = [m.register_load_state_dict_pre_hook(functools.partial(_load_hook, attr=a))
+             for m,a in (owner(l) for l in prunable_weights(self.model, known_types()).values())]
+    try: return self.load(file, device=device, **kwargs)
     finally:
         for h in hooks: h.remove()
 
-Learner.load.__signature__, Learner.load._fasterprune_wraps = inspect.signature(_fastai_load), _fastai_load
-
-# %% ../nbs/04_callback.ipynb #d4a9b6e1
-_fastai_fit = getattr(Learner.fit, '_fasterprune_wraps', Learner.fit)   # the `fit` this module wraps, once
-
-@patch
-def fit(self:Learner, *args, **kwargs):
-    "fastai's `Learner.fit`; when it raises (any exception, KeyboardInterrupt too), each `SparsifyCallback` of the fit cleans up first"
-    try: cbs = inspect.signature(_fastai_fit).bind(self, *args, **kwargs).arguments.get('cbs')
-    except TypeError: cbs = None                      # fastai reports the bad call
-    ours = [cb for cb in L(self.cbs) + L(cbs) if hasattr(cb, '_fit_failed')]
-    try: return _fastai_fit(self, *args, **kwargs)
-    except BaseException:
-        for cb in ours:
-            try: cb._fit_failed()
-            except Exception as e: warnings.warn(f"{cb!r}: clean-up after the failed fit failed too: {e!r}")
-        raise
-
-Learner.fit.__signature__, Learner.fit._fasterprune_wraps = inspect.signature(_fastai_fit), _fastai_fit
-
 # %% ../nbs/04_callback.ipynb #2b4e57b2
 @patch
-def compact(self:Learner, example_inputs=None # a batch for tracing; None: the first batch of the validation set
+def compact(self:Learner, example_inputs=None # a batch for tracing; None: the inputs of the first training batch
            ):
     "Replace `learn.model` by its `compact`ed copy and make a new optimizer, so that training can go on"
-    if example_inputs is None: example_inputs = self.dls.valid.one_batch()[:self.dls.n_inp]
+    if example_inputs is None: example_inputs = example_batch(self.dls, self.model)
     self.model = _compact(self.model, example_inputs)
     self.create_opt()
     return self

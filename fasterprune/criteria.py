@@ -65,6 +65,9 @@ class Criterion:
              )->Tensor:
         "Float scores of `weight`'s shape and device"
         raise NotImplementedError(f"{type(self).__name__} must implement `score(name, layer, weight)`")
+    def for_granularity(self, g)->Criterion:
+        "This criterion for a sparsifier that prunes with granularity `g`: `self`, unless the scores depend on `g` (`Taylor`)"
+        return self
     def __call__(self, name:str, layer:nn.Module, weight:Tensor)->Tensor:
         "`score` under `torch.no_grad`, checked with `check_scores`"
         with torch.no_grad(): return check_scores(self.score(name, layer, weight), name, weight)
@@ -219,20 +222,30 @@ from .granularity import granularity as _granularity, out_in, from_out_in, NM
 class Taylor(_GradCriterion):
     "First-order Taylor importance |Σ_{w∈s} w·∂L/∂w| of each structure s of `granularity`, averaged over the steps (Molchanov et al. 2019)"
     name = 'taylor'
-    def __init__(self, granularity='weight', # the granularity the sparsifier prunes with: the sum runs over its structures
+    def __init__(self, granularity=None,     # the granularity whose structures the sum runs over; None: the sparsifier's
                  squared:bool=False):        # (Σ w·g)² instead of |Σ w·g| (Molchanov et al.'s own choice)
         super().__init__()
-        self.granularity = _granularity(granularity)
+        self.granularity = None if granularity is None else _granularity(granularity)
         if not isinstance(squared, bool): raise ValueError(f"squared must be True or False, got {squared!r}")
         self.squared, self.n = squared, {}
     def reset(self, layers:dict)->None:
         "Forget everything seen in a previous fit"
         self.state, self.n = {}, {}
-    def _per_weight(self): return self.granularity.elementwise or isinstance(self.granularity, NM)
+    def for_granularity(self, g)->Taylor:
+        "A `Taylor` summing over the structures of `g` (this one if it already does); ValueError if built for others"
+        g = _granularity(g)
+        if self.granularity is None: return Taylor(g, self.squared)
+        if self.granularity.name != g.name:
+            raise ValueError(f"criteria {self!r} sums w·g over {self.granularity.name!r} structures, but the granularity is "
+                             f"{g.name!r}: pass Taylor({g.name!r}), or Taylor() / criteria='taylor' to follow the granularity")
+        return self
+    @property
+    def _g(self): return self.granularity or _granularity('weight')   # used alone, unbound: each weight is a structure
+    def _per_weight(self): return self._g.elementwise or isinstance(self._g, NM)
     def _sums(self, name, layer, t):
         "Σ of the weight-shaped `t` over each structure (one value per structure, the granularity's `reduce` order)"
         if self._per_weight(): return t
-        g, u = self.granularity, out_in(layer, t)
+        g, u = self._g, out_in(layer, t)
         if name not in self.n:                    # once per layer and fit: `reduce` must be a mean over equal structures
             g.check(u, name)
             x = torch.rand(u.shape, generator=torch.Generator().manual_seed(0)).to(u)
@@ -255,11 +268,13 @@ class Taylor(_GradCriterion):
         "Each structure's average importance, spread over its weights (so the granularity's mean gives it back)"
         s = self._get(name).to(weight.device) / self.n[name]
         if self._per_weight(): return s.reshape(weight.shape).clone()
-        e = self.granularity.expand(s, out_in(layer, weight).shape)
+        e = self._g.expand(s, out_in(layer, weight).shape)
         if not e.is_floating_point():
-            raise ValueError(f"Taylor: granularity {self.granularity.name!r} cannot spread float scores over its structures")
+            raise ValueError(f"Taylor: granularity {self._g.name!r} cannot spread float scores over its structures")
         return from_out_in(layer, e).contiguous()
-    def __repr__(self): return f"Taylor({self.granularity.name!r}{', squared=True' if self.squared else ''})"
+    def __repr__(self):
+        args = [repr(self.granularity.name)] if self.granularity is not None else []
+        return f"Taylor({', '.join(args + (['squared=True'] if self.squared else []))})"
 
 taylor = Taylor()
 _criteria['taylor'] = Taylor

@@ -143,8 +143,9 @@ def _graph(model:nn.Module, example_inputs):
     try:
         for p in grads: p.requires_grad_(True)       # the tracing follows autograd
         for c in cfgs.values(): c.use_cache = False
+        xs = example_inputs if isinstance(example_inputs, dict) else _inputs(example_inputs)   # a dict: keyword arguments
         with torch.enable_grad():
-            return tp.DependencyGraph().build_dependency(model, _inputs(example_inputs), verbose=False, customized_pruners=custom)
+            return tp.DependencyGraph().build_dependency(model, xs, verbose=False, customized_pruners=custom)
     except Exception as e:
         raise ValueError(f"Torch-Pruning cannot trace the model with these example_inputs ({type(e).__name__}: {e}); "
                          "check their shapes and that autograd can follow the forward pass") from e

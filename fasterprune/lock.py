@@ -14,7 +14,7 @@ from fastai.callback.fp16 import MixedPrecision
 from .sparsifier import *
 from .layers import *
 from .sparsifier import _check_types, _patterns
-from .callback import SparsifyCallback
+from .callback import SparsifyCallback, _MaskingCallback
 
 # %% auto #0
 __all__ = ['lock_zeros', 'PatternLock']
@@ -31,7 +31,7 @@ def lock_zeros(sp:Sparsifier, # the layers to lock (its selection); its masks ar
     return {n: l.weight.numel() - sp.kept[n] for n,l in sp.layers.items()}
 
 # %% ../nbs/04b_pattern_lock.ipynb #4e9d0533
-class PatternLock(Callback):
+class PatternLock(_MaskingCallback):
     "Fine-tune keeping exactly the zeros that the selected layers have at the start of each fit"
     order = MixedPrecision.order + 1     # after AMP has unscaled the gradients (or skipped the step), like SparsifyCallback
     def __init__(self,
@@ -53,14 +53,13 @@ class PatternLock(Callback):
 
     def before_fit(self):
         "Masks from the zeros of the selected layers (an error, e.g. a layer shared with a SparsifyCallback, changes nothing)"
-        lock = getattr(self.learn, 'lock', None)   # not in lr_find, validate, get_preds (as SparsifyCallback)
-        self.run = not (hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds') or (lock is not None and lock.locked()))
+        super().before_fit()                       # not in lr_find, validate, get_preds; a crashed fit's state cleaned
         if not self.run: return
         sp = self._sparsifier_for(self.learn.model)
         driven = self._check_alone(sp)
         self.zeros = lock_zeros(sp)
         self._warn_free(sp, driven)
-        self._learner, self._fitting = self.learn, True
+        self._fitting = True
 
     def _sparsifier_for(self, model):
         "A `Sparsifier` over the selected layers of `model`, kept while the model and its layers stay the same"
@@ -106,18 +105,12 @@ class PatternLock(Callback):
 
     def _end_fit(self):
         "Leave a fit (ended, cancelled or failed): exact zeros; buffers and hooks removed unless `keep_masks`"
-        self._fitting = False
-        self.__dict__.pop('_learner', None)
-        sp = self.sparsifier
+        self._fitting, sp = False, self.sparsifier
         if sp is None: return
         if self.keep_masks: sp.apply_masks()
         else: sp.detach()
 
-    def _fit_failed(self):
-        "Called by `Learner.fit` (as patched by `fasterprune.callback`) when the fit raised"
-        self.run = True
-        if self._fitting: self._end_fit()
 
     def __getstate__(self):
         "Pickle (e.g. in `learn.export`) without the sparsifier (rebuilt from the model when needed)"
-        return {**self.__dict__, 'sparsifier': None, '_learner': None}
+        return {**self.__dict__, 'sparsifier': None}

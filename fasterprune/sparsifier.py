@@ -204,12 +204,8 @@ def _check_param(layer, name):
 _as_criterion = criterion   # `Sparsifier`'s argument `criterion` shadows the function
 
 def _criterion_for(criteria, g):
-    "`criteria` as a `Criterion`; `Taylor` sums over the structures of the granularity `g`: by name it is built for `g`"
-    c = Taylor(g) if isinstance(criteria, str) and criteria.lower() == 'taylor' else _as_criterion(criteria)
-    if isinstance(c, Taylor) and c.granularity.name != g.name:
-        raise ValueError(f"criteria {c!r} sums w·g over {c.granularity.name!r} structures, but the granularity is {g.name!r}: "
-                         f"pass Taylor({g.name!r}) or criteria='taylor'")
-    return c
+    "`criteria` as a `Criterion` for granularity `g` (`Taylor` sums over its structures: see `Criterion.for_granularity`)"
+    return _as_criterion(criteria).for_granularity(g)
 
 def _one_criterion(criteria, criterion):
     "`criterion` if given (`criteria` left at its default), else `criteria`"

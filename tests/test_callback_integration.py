@@ -63,14 +63,13 @@ def test_fine_tune_with_frozen_body():
     assert any('frozen' in str(x.message) for x in w)
     assert_exact(learn.model, 90)
 
-def test_fine_tune_without_splitter_prunes_in_the_unfrozen_stage():
-    "With nothing frozen, fine_tune's first stage still stays dense; the schedule spans its second fit (`epochs`)"
+def test_fine_tune_without_splitter_prunes_in_its_first_fit():
+    "With nothing frozen (one parameter group), fine_tune's first fit trains every layer: the schedule runs there, the second fit holds"
     learn = digits_learner()
     cb = SparsifyCallback(90, schedule=sched_cos)
-    with pytest.warns(UserWarning, match='fine_tune'):
-        fit(learn, 2, 1e-2, how='fine_tune', cbs=cb)
+    fit(learn, 2, 1e-2, how='fine_tune', cbs=cb)
     assert_exact(learn.model, 90)
-    assert cb.history[0][0] > 1 and cb.history[0][2] < 5                  # the ramp starts after the first stage
+    assert cb.offset == 0 and cb.completed and cb.history[0][2] == pytest.approx(90, abs=.01)   # the second fit held it
 
 def test_save_load_mid_training_resumes_to_same_masks(tmp_path):
     "A run interrupted after epoch 3 and resumed from its checkpoint ends with the masks of the uninterrupted run"
@@ -83,7 +82,7 @@ def test_save_load_mid_training_resumes_to_same_masks(tmp_path):
                                                       CancelAfter(3)])
         learn2 = digits_learner(path=tmp_path, cbs=SparsifyCallback(90, schedule=sched_agp, end_epoch=5))
         learn2.dls.train.shuffle = False
-        learn2.load('ck_2')
+        learn2.load_pruned('ck_2')
         assert any(k.endswith('weight_mask') for k in learn2.model.state_dict())
         fit(learn2, 6, 1e-2, how='fit_one_cycle', start_epoch=3)
         return learn2
@@ -157,3 +156,61 @@ def test_with_save_model_callback_reloading_best(tmp_path):
     make_permanent(learn.model)
     assert not any('mask' in k or 'pruned' in k for k in learn.model.state_dict())
     assert_exact(learn.model, 90)     # every epoch after end_epoch 1 is at the target, so is the best one
+
+
+# ---------------------------------------------------------------------------------------------- any DataLoaders (issue 23)
+from torch.utils.data import DataLoader as TorchDL, TensorDataset
+from fasterprune.demo import digits_data
+from fasterprune.fitting import example_batch, batch_inputs
+
+class DictInput(nn.Module):
+    "The digits CNN taking its image from a dict {'img': x}, as models fed by tokenizers take theirs"
+    def __init__(self): super().__init__(); self.body = digits_cnn()
+    def forward(self, d): return self.body(d['img'])
+
+def _dls(kind):
+    "Digits through plain PyTorch DataLoaders, fastai DataLoaders over lists, or batches ({'img': x}, y)"
+    (xt, yt), (xv, yv) = digits_data()
+    if kind == 'torch': return DataLoaders(TorchDL(TensorDataset(xt, yt), 64, shuffle=True), TorchDL(TensorDataset(xv, yv), 64))
+    if kind == 'list': return DataLoaders(DataLoader(list(zip(xt, yt)), 64, shuffle=True), DataLoader(list(zip(xv, yv)), 64))
+    dicts = lambda x, y: [({'img': a}, b) for a, b in zip(x, y)]
+    return DataLoaders(TorchDL(dicts(xt, yt), 64, shuffle=True), TorchDL(dicts(xv, yv), 64))
+
+@pytest.mark.parametrize('g', ['filter', 'coupled'])
+@pytest.mark.parametrize('kind', ['torch', 'list', 'dict'])
+def test_channel_granularities_with_any_dataloaders(kind, g):
+    "'filter' and 'coupled' trace the model on the first training batch, whatever DataLoaders the Learner has"
+    set_seed(0)
+    learn = Learner(_dls(kind), DictInput() if kind == 'dict' else digits_cnn(), loss_func=CrossEntropyLossFlat())
+    cb = SparsifyCallback(50, g, schedule=one_shot)
+    fit(learn, 1, 1e-2, cbs=cb)
+    convs = [m for m in learn.model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(int((c.weight.flatten(1) == 0).all(1).sum()) == c.out_channels//2 for c in convs)
+    if g == 'filter': assert len(cb.sparsifier._bn) == 3      # the BatchNorm after each pruned conv, found by tracing
+
+def test_example_batch_rule():
+    "Inputs: all but the last element (fastai's rule), the first `n_inp` of fastai's Datasets, a dict as it is"
+    assert [t.shape for t in example_batch(_dls('torch'))] == [torch.Size([64, 1, 8, 8])]
+    assert set(example_batch(_dls('dict'))[0]) == {'img'}
+    assert example_batch(digits_learner().dls)[0].shape == (64, 1, 8, 8)
+    assert batch_inputs({'a': 1}) == {'a': 1} and batch_inputs((1, 2, 3)) == (1, 2) and batch_inputs((1, 2, 3), 1) == (1,)
+    assert batch_inputs([5]) == (5,)
+
+def test_dict_batch_is_traced_as_keyword_arguments():
+    "A batch that is a dict is passed as keyword arguments: model(**batch), as models fed by tokenizers take it"
+    class KW(nn.Module):
+        def __init__(self): super().__init__(); self.body = digits_cnn()
+        def forward(self, img, label=None): return self.body(img)
+    xs = batch_inputs({'img': torch.randn(4, 1, 8, 8), 'label': torch.zeros(4)})
+    assert len(Sparsifier(KW(), 'coupled', example_inputs=xs).groups) == 3
+    assert len(Sparsifier(KW(), 'filter', example_inputs=xs)._bn) == 3
+
+def test_example_inputs_given_by_the_user():
+    "`example_inputs=` is what the channels are traced with (no batch is drawn from the data)"
+    learn, seen = Learner(_dls('torch'), digits_cnn(), loss_func=CrossEntropyLossFlat()), []
+    cb = SparsifyCallback(50, 'coupled', schedule=one_shot, example_inputs=torch.randn(2, 1, 8, 8))
+    import fasterprune.callback as fc
+    orig, fc.example_batch = fc.example_batch, lambda *a: seen.append(1)
+    try: fit(learn, 1, 1e-2, cbs=cb)
+    finally: fc.example_batch = orig
+    assert not seen and cb.sparsifier.groups

@@ -47,7 +47,7 @@ def test_same_masks_on_every_rank_at_every_update(ranks, i):
     for r in (r0, r1):
         assert r['layers'] == ['3', '6'] and r['dense_0']          # `exclude='0'` held inside distrib_ctx
         assert r['final'] == r0['final'] and abs(r['final'] - SPARSITY) < 1.5
-        assert r['not_broadcast']                                   # masks and kept values left out of DDP's broadcast
+        assert r['in_broadcast'] and r['broadcast_changed'] == 0    # DDP broadcasts the masks and kept values: it changes nothing
         assert r['params'] == r0['params']                          # and the weights agree
         assert r['differ_warned'] == (CASES[i]['criteria'] == 'per_rank')
         if CASES[i]['granularity'] == 'filter': assert r['bn'] == ['SyncBatchNorm'] * 2 and r['bn_zeroed']
@@ -67,7 +67,7 @@ def test_resume_on_one_process(ranks, ddp_dir):
     from fasterprune.demo import digits_learner
     learn = digits_learner(path=ddp_dir/'work')
     cb = SparsifyCallback(SPARSITY, schedule=sched_agp, end_epoch=2, exclude=EXCLUDE)
-    learn.load('ck_1')                                          # saved after epoch 2 of 3, where the ramp ends
+    learn.load_pruned('ck_1')                                   # saved after epoch 2 of 3, where the ramp ends
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(3, 1e-2, cbs=cb, start_epoch=2)
     assert _digest(cb.sparsifier.layers) == ranks[0]['resume']['uninterrupted']
 
@@ -87,23 +87,28 @@ def _patch_fastai_for_cpu():
     nn.parallel.DistributedDataParallel._passing_sync_batchnorm_handle = lambda self, module: None
     nn.SyncBatchNorm.forward = nn.modules.batchnorm._BatchNorm.forward
 
-def _digest(layers):
-    "A hash of every layer's mask (of its zeros once the fit has removed the masks)"
-    ms = [l.weight_mask if hasattr(l, 'weight_mask') else l.weight != 0 for l in layers.values()]
+def _digest(layers, keys=('weight_mask',)):
+    "A hash of every layer's mask (of its zeros once the fit has removed the masks), or of its buffers `keys`"
+    ms = [getattr(l, k) if hasattr(l, k) else l.weight != 0 for l in layers.values() for k in keys]
     return hashlib.sha1(b''.join(m.numpy().tobytes() for m in ms)).hexdigest()
 
 def _spy(cb, rec):
     "A callback after `cb` that records a digest of its masks whenever they were recomputed"
     from fastai.basics import Callback
     from torch.nn.parallel import DistributedDataParallel as DDP
+    def state(): return _digest(cb.sparsifier.layers, ('weight_mask', 'weight_pruned'))
     class Spy(Callback):
         order = cb.order + 1
-        def before_fit(self): self.n = 0
+        def before_fit(self): self.n = 0; rec['broadcast_changed'] = 0
+        def before_batch(self):
+            if self.training: self.before = state()
+        def after_pred(self):    # DDP broadcast rank 0's buffers in its forward pass: on every rank they were the same
+            if self.training: rec['broadcast_changed'] += state() != self.before
         def after_step(self):
             sp, m = cb.sparsifier, self.learn.model
             if cb.n_prunes != self.n: self.n = cb.n_prunes; rec['digests'].append(_digest(sp.layers))
-            rec['not_broadcast'] = isinstance(m, DDP) and not any(k.endswith(('weight_mask', 'weight_pruned'))
-                                                                 for k in m.named_module_buffers)
+            m._assign_modules_buffers()      # what DDP broadcasts now (read to check the mechanism, not used by the library)
+            rec['in_broadcast'] = isinstance(m, DDP) and any(k.endswith('weight_mask') for k in m.named_module_buffers)
     return Spy()
 
 def _case(kw, path):
@@ -150,7 +155,7 @@ def _resume(path):
         learn.dls.train.shuffle = False
         cb = SparsifyCallback(SPARSITY, schedule=sched_agp, end_epoch=2, exclude=EXCLUDE)
         cbs = [cb] + ([SaveModelCallback(every_epoch=True, fname='ck', with_opt=True), CancelAfter()] if cancel else [])
-        if load: learn.load(load)
+        if load: learn.load_pruned(load)
         with learn.no_bar(), learn.no_logging(), learn.distrib_ctx():
             learn.fit_one_cycle(3, 1e-2, cbs=cbs, start_epoch=1 if load else 0)
         if load: learn.export('export.pkl')
@@ -161,7 +166,7 @@ def _resume(path):
     torch.save = lambda *a, **k: (saves.append(1), save(*a, **k))[1]   # counts this rank's writes
     try: run(cancel=True)
     finally: torch.save = save
-    res.update(saves=len(saves), resumed=run(load='ck_0'))      # `Learner.load` waits for every rank (a barrier) first
+    res.update(saves=len(saves), resumed=run(load='ck_0'))      # `Learner.load_pruned` waits for every rank (a barrier) first
     if rank_distrib() == 0:                                     # fastai exports on rank 0 only
         import torch   # not load_learner: its barrier would wait for rank 1
         sd = torch.load(path/'export.pkl', weights_only=False).model.state_dict()

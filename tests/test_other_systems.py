@@ -115,7 +115,7 @@ def test_taylor_prunes_filters_in_a_fit():
         assert int((w.flatten(1) == 0).all(1).sum()) == w.shape[0]//2
 
 def test_taylor_squared_and_names():
-    assert repr(criterion('taylor')) == "Taylor('weight')"
+    assert repr(criterion('taylor')) == "Taylor()"                         # unbound: follows the sparsifier's granularity
     assert repr(Taylor('block4', squared=True)) == "Taylor('block4', squared=True)"
     with pytest.raises(ValueError, match='squared'): Taylor('row', squared='no')
 
@@ -192,9 +192,12 @@ def test_layer_range_refused_before_training():
     assert torch.equal(learn.model[0].weight, w0)
 
 def test_taylor_follows_the_granularity():
-    "By name, Taylor sums over the structures pruned; a Taylor built for other structures is refused before training"
-    assert repr(SparsifyCallback(50, 'filter', criteria='taylor').criteria) == "Taylor('filter')"
-    assert repr(Sparsifier(digits_cnn(), 'block4', criteria='taylor').criteria) == "Taylor('block4')"
-    for c in (taylor, Taylor('row')):
+    """By name or unbound (`taylor`, `criterion('taylor')`, `Taylor()`), Taylor sums over the structures pruned; a Taylor
+    built for other structures is refused before training (issue 23)"""
+    for c in ('taylor', taylor, criterion('taylor'), Taylor()):
+        assert repr(SparsifyCallback(50, 'filter', criteria=c).criteria) == "Taylor('filter')"
+        assert repr(Sparsifier(digits_cnn(), 'block4', criteria=c).criteria) == "Taylor('block4')"
+    assert repr(taylor) == "Taylor()"                                       # the shared instance stays unbound
+    for c in (Taylor('weight'), Taylor('row')):
         with pytest.raises(ValueError, match=r"criteria Taylor\('(weight|row)'\).*'filter'"): SparsifyCallback(50, 'filter', criteria=c)
         with pytest.raises(ValueError, match="Taylor"): Sparsifier(digits_cnn(), 'filter', criteria=c)
