@@ -116,3 +116,9 @@ def latency(models:dict, x, runs, warmup)->dict:
                 t = time.perf_counter(); m(x); dt = time.perf_counter() - t
                 if i >= warmup: ts[k].append(dt)
     return {k: statistics.median(v) for k, v in ts.items()}
+
+def declare_torchvision_ops():
+    "tests/torchvision_ops.py's `declare_torchvision_ops`: this machine's torchvision C extension does not load (see there)"
+    sys.path.insert(0, str(BENCH.parent/'tests'))
+    from torchvision_ops import declare_torchvision_ops as f
+    return f()

@@ -9,16 +9,15 @@ has; the task is to tell which package a chunk comes from. Latency: 1 torch thre
 alternately in the same loop (median of `runs` calls each), after warm-up."""
 import sys, time, warnings
 from pathlib import Path
-sys.path.insert(0, str(Path(__file__).parent)); sys.path.insert(0, str(Path(__file__).parents[1]/'tests'))
-from torchvision_ops import declare_torchvision_ops
-declare_torchvision_ops()   # this machine's torchvision: see tests/torchvision_ops.py
+sys.path.insert(0, str(Path(__file__).parent))
+import _common
+_common.declare_torchvision_ops()   # this machine's torchvision: see tests/torchvision_ops.py
 import torch
 from torch import nn
 from fastai.basics import *
 from copy import deepcopy   # after fastai's names, which include a `copy`
 from fasterprune.all import *
 from fasterprune.demo import stdlib_bytes, byte_chunks
-import _common
 
 CONFIG = dict(threads=1, runs=30, warmup=5, batch=8, seq=128, per_class=1500, valid_pct=.2, sparsity=50, seed=0,
               epochs=4, lr=1e-3, prune_epochs=4, prune_lr=5e-4, granularity='coupled', schedule='sched_agp', end_epoch=3,

@@ -26,18 +26,6 @@ CONFIG = dict(model=dict(vocab_size=256, hidden_size=128, intermediate_size=512,
 NAME = 'llm_one_shot'
 WORK = Path('/tmp/fasterprune_llm_one_shot')
 
-def declare_torchvision_ops():
-    "torchvision's C extension does not load on this project's CPU machines: declare the op schemas transformers needs"
-    import glob, importlib.util, torch
-    spec = importlib.util.find_spec('torchvision')
-    if spec is None or not spec.origin: return None
-    try:
-        for so in glob.glob(os.path.join(os.path.dirname(spec.origin), '_C*.so')): torch.ops.load_library(so)
-        return None
-    except OSError: pass
-    lib = torch.library.Library('torchvision', 'DEF')
-    for op in ('nms', 'qnms'): lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    return lib
 
 def held_out(name:str)->bool: return zlib.crc32(name.encode()) % 10 == 9
 
@@ -134,7 +122,7 @@ def fasterprune_case(method, sp):
     "One case in this process (a fresh subprocess): the model loaded from WORK, pruned by prune_one_shot"
     import torch
     torch.set_num_threads(1)
-    _lib = declare_torchvision_ops()
+    from _common import declare_torchvision_ops; declare_torchvision_ops()
     from transformers import LlamaForCausalLM
     from fasterprune.oneshot import prune_one_shot
     calib, ev = torch.load(WORK/'calib.pt'), torch.load(WORK/'eval.pt')
@@ -203,7 +191,7 @@ def outlier_check():
 def main():
     import torch
     torch.set_num_threads(1)
-    _lib = declare_torchvision_ops()
+    from _common import declare_torchvision_ops; declare_torchvision_ops()
     t0 = time.perf_counter()
     WORK.mkdir(parents=True, exist_ok=True)
     model, train_info = trained_model()

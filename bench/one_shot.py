@@ -20,23 +20,11 @@ CONFIG = dict(model=dict(vocab_size=32000, hidden_size=768, intermediate_size=20
                      ['sparsegpt', 'blocks', True], ['sparsegpt', 'blocks', False], ['sparsegpt', 'whole', False]])
 NAME = 'one_shot'
 
-def declare_torchvision_ops():
-    "torchvision's C extension does not load on this project's CPU machines: declare the op schemas transformers needs"
-    import glob, importlib.util, torch
-    spec = importlib.util.find_spec('torchvision')
-    if spec is None or not spec.origin: return None
-    try:
-        for so in glob.glob(os.path.join(os.path.dirname(spec.origin), '_C*.so')): torch.ops.load_library(so)
-        return None
-    except OSError: pass
-    lib = torch.library.Library('torchvision', 'DEF')
-    for op in ('nms', 'qnms'): lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    return lib
 
 def child(method, mode, snapshot):
     import torch
     torch.set_num_threads(1)
-    _lib = declare_torchvision_ops()
+    from _common import declare_torchvision_ops; declare_torchvision_ops()
     from transformers import LlamaConfig, LlamaForCausalLM
     from fasterprune.oneshot import prune_one_shot
     torch.manual_seed(0)

@@ -22,14 +22,6 @@ CONFIG = dict(
               variants=['dense', 'dense int8', 'compacted', 'compacted int8']),
 )
 
-def _declare_torchvision_ops():
-    "transformers imports torchvision, whose C extension does not load here: declare the two ops it registers first"
-    import torch
-    try: import torchvision  # noqa: F401
-    except Exception:
-        lib = torch.library.Library("torchvision", "DEF")
-        for op in ("nms", "qnms"): lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _declare_torchvision_ops.lib = lib
 
 def session(path):
     import onnxruntime as ort
@@ -88,7 +80,7 @@ def bench_resnet(d):
 def bench_bert(d):
     import torch
     from torch import nn
-    _declare_torchvision_ops()
+    _common.declare_torchvision_ops()
     from transformers import BertConfig, BertForSequenceClassification
     from fasterprune.sparsifier import Sparsifier
     from fasterprune.export import compact

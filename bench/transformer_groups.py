@@ -16,20 +16,12 @@ CONFIG = dict(
                                     num_hidden_layers=4, num_attention_heads=32, num_key_value_heads=8)},
     tokens=[1, 16], threads=1, runs=2, goal_seconds=60, goal_extra_mb=2048)
 
-def _declare_torchvision_ops():
-    "torchvision's C extension is broken on this machine: declare its nms/qnms schemas so that transformers imports"
-    import torch
-    try: torch.ops.torchvision.nms; return
-    except (AttributeError, RuntimeError): pass
-    lib = torch.library.Library('torchvision', 'DEF')
-    for op in ('nms', 'qnms'): lib.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
-    _declare_torchvision_ops.lib = lib
 
 def child(case:str):
     "One measurement in this fresh process: prints a JSON line"
     import torch
     torch.set_num_threads(CONFIG['threads'])
-    _declare_torchvision_ops()
+    from _common import declare_torchvision_ops; declare_torchvision_ops()
     import transformers as T
     sys.path.insert(0, str(HERE))
     from _common import status_mib, reset_peak_rss

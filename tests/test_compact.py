@@ -157,13 +157,6 @@ def test_untraceable_coupling_stays_exact():
     assert (small.a.out_channels, small.b.out_channels, small.c.in_channels) == (8, 6, 12)
     assert_same(m, small, [x, torch.randn_like(x)])
 
-def _declare_torchvision_ops():
-    "torchvision's C extension is broken here: declare its nms/qnms schemas (when missing) so that timm imports"
-    try: torch.ops.torchvision.nms; return
-    except (AttributeError, RuntimeError): pass
-    lib = torch.library.Library('torchvision', 'DEF')
-    for op in ('nms', 'qnms'): lib.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
-    _declare_torchvision_ops.lib = lib
 
 def zero_rows(m): return int((m.weight.detach().flatten(1) == 0).all(1).sum())
 
@@ -199,7 +192,6 @@ def test_partly_dead_residual_channels_named():
 
 def test_regnet_grouped_convs_named():
     "The issue's example: timm regnetx_002, 'filter' 50 %: the kept channels are named with their reason"
-    _declare_torchvision_ops()
     timm = pytest.importorskip('timm')
     torch.manual_seed(0)
     m = timm.create_model('regnetx_002', pretrained=False).eval()

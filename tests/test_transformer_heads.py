@@ -6,15 +6,7 @@ import pytest, torch
 from torch import nn
 from fasterprune.all import *
 
-def _declare_torchvision_ops():
-    "torchvision's C extension is broken here: declare its nms/qnms schemas (when missing) so that transformers imports"
-    try: torch.ops.torchvision.nms; return
-    except (AttributeError, RuntimeError): pass
-    lib = torch.library.Library('torchvision', 'DEF')
-    for op in ('nms', 'qnms'): lib.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
-    _declare_torchvision_ops.lib = lib
 
-_declare_torchvision_ops()
 T = pytest.importorskip('transformers')
 
 class Logits(nn.Module):

@@ -20,5 +20,7 @@ def declare_torchvision_ops():
         for so in glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so")): torch.ops.load_library(so)
         return
     except OSError: pass
+    try: torch.ops.torchvision.nms; return            # declared already (by another copy of this workaround)
+    except (AttributeError, RuntimeError): pass
     _lib = torch.library.Library("torchvision", "DEF")
     for op in ("nms", "qnms"): _lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
