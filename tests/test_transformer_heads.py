@@ -7,6 +7,8 @@ from torch import nn
 from fasterprune.all import *
 
 
+from torchvision_ops import declare_torchvision_ops
+declare_torchvision_ops()   # also when a fresh process imports this module (conftest does not run there)
 T = pytest.importorskip('transformers')
 
 class Logits(nn.Module):
