@@ -173,6 +173,7 @@ class SparsifyCallback(_MaskingCallback):
         model = get_model(model)
         if self.sparsifier is None or self._model is not model:
             xb = self.example_inputs
+            if xb is not None and (p := next(model.parameters(), None)) is not None: xb = to_device(xb, p.device)
             if xb is None and self.granularity.kills_channel and self.learn is not None:
                 xb = example_batch(self.learn.dls, model)   # to trace channels: 'filter' (its BatchNorms), 'coupled'
             sp = Sparsifier(model, self.granularity, self.context, self.criteria, example_inputs=xb, **self.sp_kwargs)
@@ -274,6 +275,7 @@ class SparsifyCallback(_MaskingCallback):
     def _end_fit(self):
         "Leave a fit (ended, cancelled or failed): no `sparsity` column left, the last masks as exact zeros, buffers and hooks gone unless `keep_masks`"
         self._fitting, learn, sp = False, self.learn, self.sparsifier
+        sp.criteria.close()                                          # e.g. Wanda's forward pre-hooks
         if self.fit_run is not None: self.fit_run.sync = RankSync()   # no reference to the DDP wrapper kept
         if learn is not None: _drop_stale_columns(learn)
         with torch.no_grad():

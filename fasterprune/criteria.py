@@ -59,6 +59,8 @@ class Criterion:
         "Start of a fit: drop all state, capture what is needed from `layers` ({name: module})"
     def update(self, layers:dict)->None:
         "Just before each optimizer step (gradients present); no-op by default"
+    def close(self)->None:
+        "End of a fit: release what `reset` set up on the model (hooks); no-op by default"
     def score(self, name:str, # qualified layer name, the key of `layers`
               layer:nn.Module, # the layer
               weight:Tensor, # effective weight values to score
@@ -301,13 +303,16 @@ class Wanda(Criterion):
         "Remove the forward pre-hooks"
         for h in self.hooks: h.remove()
         self.hooks = []
+    def close(self): self.remove()
     def reset(self, layers:dict)->None:
-        "Forget earlier statistics, hook every layer of `layers`"
+        "Forget earlier statistics, hook every layer of `layers` (all checked first: an error leaves no hook)"
         self.remove(); self.local,self.total,self.widths,self.pending = {},{},{},False
         for n,l in layers.items():
             if not isinstance(l, nn.Module) or isinstance(l, (nn.Embedding, nn.EmbeddingBag)) or not isinstance(getattr(l, 'weight', None), Tensor):
                 raise ValueError(f"criterion 'wanda' needs the input of layer {n!r} ({type(l).__name__}): it scores Linear-like "
-                                 "layers and convolutions; leave that layer out or use another criterion")
+                                 "layers and convolutions; leave that layer out (`exclude=` its name or a pattern such as "
+                                 "'*.in_proj_weight', or `layer_types=`) or use another criterion")
+        for n,l in layers.items():
             conv = isinstance(l, nn.modules.conv._ConvNd)
             self.widths[n] = l.in_channels if conv else out_in(l, l.weight).shape[1]
             self.dev = l.weight.device if len(self.widths) == 1 else self.dev

@@ -90,7 +90,7 @@ def _keep(layer, idx:Tensor, out:bool):
     layer.weight = nn.Parameter(layer.weight.index_select(dim, keep), layer.weight.requires_grad)
     if out and getattr(layer, 'bias', None) is not None: layer.bias = nn.Parameter(layer.bias[keep], layer.bias.requires_grad)
     if t:
-        if out: layer.nf = len(keep)
+        if out and hasattr(layer, 'nf'): layer.nf = len(keep)   # transformers' Conv1D
     elif isinstance(layer, nn.Linear):
         if out: layer.out_features = len(keep)
         else: layer.in_features = len(keep)

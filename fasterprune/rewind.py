@@ -6,7 +6,7 @@ Docs: https://fasterprune.github.io/fasterprune/rewind.html.md"""
 
 # %% ../nbs/04e_rewind.ipynb #500218d5
 from __future__ import annotations
-import numbers
+import numbers, warnings
 import torch
 from torch import nn
 from fastai.torch_core import get_model
@@ -78,7 +78,12 @@ class Rewinder:
 
     def rewind(self, learn):
         "After a pruning step: the saved parameters under the new masks, the optimizer's state cleared"
-        if self.state is None: return
+        if self.state is None:
+            if self.active and not self.n_rewinds:
+                warnings.warn(f"rewind_epoch={self.epoch}: this fit did not run epoch {self.epoch} (resumed past it?), so there "
+                              "is no snapshot to rewind to: the weights are not rewound")
+                self.n_rewinds = -1   # said once
+            return
         rewind_weights(get_model(learn.model), self.state)
         if learn.opt is not None: learn.opt.clear_state()
         self.n_rewinds += 1

@@ -194,7 +194,7 @@ def _check_param(layer, name):
         kinds = ', '.join(type(p).__name__ for p in layer.parametrizations[attr])
         raise ValueError(f"layer {name!r}: its weight is computed by a parametrization ({kinds}: weight_norm, spectral_norm, ...), "
                          "so zeros written into the stored tensors would not be zeros of the weight the forward pass uses. "
-                         "Remove it before pruning (torch.nn.utils.parametrize.remove_parametrizations(layer, 'weight')) "
+                         f"Remove it before pruning (torch.nn.utils.parametrize.remove_parametrizations(layer, {attr!r})) "
                          "or leave the layer out (exclude=...)")
     if not isinstance(layer._parameters.get(attr), nn.Parameter):
         raise ValueError(f"layer {name!r}: its weight is not a parameter but recomputed at each forward pass (old-style "
@@ -417,6 +417,7 @@ def _group_alive(group):
 def _kill_group_norms(groups, before=None):
     "Zero the BatchNorm channels of dead group channels; fresh ones where a channel came back since `before`"
     for i,g in enumerate(groups):
+        if not g.norms: continue            # nothing to zero (attention heads, groups without BatchNorm): skip, every batch
         alive = _group_alive(g)
         for _,bn,idx,root in g.norms:
             keep = torch.ones(bn.num_features, dtype=torch.bool, device=alive.device)
@@ -753,6 +754,7 @@ def detach(self:Sparsifier, keep_masks:bool=False # keep the `weight_mask` buffe
         for l in self.layers.values(): l.weight.add_(0.)   # masking multiplies: -0.0 where a negative weight was pruned
     for h in self._hooks.values(): h.remove()
     self._hooks,self._lean = {},{}
+    self.criteria.close()
     for l in self.layers.values():
         _drop(l, 'weight_pruned')
         if not keep_masks: _drop(l, 'weight_mask')

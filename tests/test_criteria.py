@@ -202,3 +202,22 @@ def test_scores_do_not_track_grad():
         l.weight.grad = torch.ones_like(l.weight); c.update({'fc': l})
         assert not c('fc', l, l.weight).requires_grad
         assert not c.score('fc', l, l.weight).requires_grad, n
+
+
+def _hooks(m): return sum(len(l._forward_pre_hooks) for l in m.modules())
+
+
+def test_wanda_leaves_no_hook_after_a_fit_or_a_refused_layer():
+    "Wanda's forward pre-hooks go with the fit (SparsifyCallback) or with `detach`; a layer it refuses leaves no hook on the others"
+    from fasterprune.all import SparsifyCallback, Sparsifier, criterion, one_shot
+    from fasterprune.demo import digits_learner
+    learn = digits_learner(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)))
+    learn.fit(1, 1e-3, cbs=SparsifyCallback(50, criteria='wanda', schedule=one_shot))
+    assert _hooks(learn.model) == 0
+    m = nn.Sequential(nn.Linear(8, 8), nn.MultiheadAttention(8, 2), nn.Linear(8, 2))
+    w = criterion('wanda')
+    with pytest.raises(ValueError, match=r"exclude="): Sparsifier(m, criteria=w).criteria.reset(Sparsifier(m).layers)
+    assert _hooks(m) == 0
+    sp = Sparsifier(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2)), criteria=w)
+    sp.criteria.reset(sp.layers); assert _hooks(sp.model) == 1
+    sp.attach(); sp.detach(); assert _hooks(sp.model) == 0
