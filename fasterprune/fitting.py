@@ -36,10 +36,13 @@ def batch_inputs(b, # a batch as a DataLoader yields it
 def example_batch(dls, # fastai `DataLoaders` of fastai or plain PyTorch DataLoaders
                   model:nn.Module|None=None, # the batch is moved to its device
                  ):
-    "The inputs of the first batch of the training DataLoader (by iteration), on `model`'s device"
+    "The inputs of the first batch of the training DataLoader (by iteration), on `model`'s device; the fit's shuffle is left as it was"
     dl = dls.train
     if isinstance(dl, DistributedDL): dl = dl.dl          # `distrib_ctx`: the whole loader, no collective needed
-    b = dl.one_batch() if hasattr(dl, 'one_batch') else next(iter(dl))
+    st = dl.rng.getstate() if hasattr(dl, 'rng') else None  # fastai draws the shuffle from the loader's own `rng`
+    with torch.random.fork_rng(devices=[]):                 # a torch sampler draws its seed from torch's
+        b = dl.one_batch() if hasattr(dl, 'one_batch') else next(iter(dl))
+    if st is not None: dl.rng.setstate(st)
     xs = batch_inputs(b, getattr(dls, 'n_inp', None))      # fastai DataLoaders over plain lists/torch loaders have no n_inp
     p = next(model.parameters(), None) if model is not None else None
     return xs if p is None else to_device(xs, p.device)

@@ -214,3 +214,23 @@ def test_example_inputs_given_by_the_user():
     try: fit(learn, 1, 1e-2, cbs=cb)
     finally: fc.example_batch = orig
     assert not seen and cb.sparsifier.groups
+
+
+def test_tracing_batch_leaves_the_shuffle_alone():
+    "Taking the batch that traces channels ('filter', 'coupled', 'head') does not change the order a seeded fit sees"
+    from fastai.basics import set_seed, DataLoaders
+    from fasterprune.fitting import example_batch
+    from fasterprune.demo import digits_dls
+    def first_batch(trace):
+        set_seed(0, reproducible=True)
+        dls = digits_dls(bs=16)
+        if trace: example_batch(dls)
+        return next(iter(dls.train))[1]
+    assert torch.equal(first_batch(False), first_batch(True))
+    def first_torch(trace):
+        torch.manual_seed(0)
+        dl = torch.utils.data.DataLoader(list(range(64)), batch_size=8, shuffle=True)
+        dls = DataLoaders(dl, dl)
+        if trace: example_batch(dls)
+        return next(iter(dl))
+    assert torch.equal(first_torch(False), first_torch(True))
