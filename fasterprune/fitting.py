@@ -165,6 +165,7 @@ class PruneRun:
     def end(self):
         "After an uninterrupted fit: the final target, if the last planned step was skipped (e.g. by GradientAccumulation)"
         if self.last != self.final: self.prune(self.final, self.last_step); self.sp.apply_masks()
+        self.sp._check_deferred(wait=True)   # an accelerator's check of the last scores: waited for once, at the end
 
     def __getstate__(self):
         "Pickled (with its callback, by `learn.export`) without the sparsifier and the ranks: its plan and `history` stay"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math, numpy as np, torch
 
 # %% auto #0
-__all__ = ['exact_keep']
+__all__ = ['exact_keep', 'keep_rows']
 
 # %% ../nbs/02b_selection.ipynb #1f4d5b70
 def exact_keep(scores:list, # float tensors, one per layer (any shapes)
@@ -310,3 +310,23 @@ def _cut_at(getp, outs, t, need, n_t):
                     c = _tie_cut(eq, need); need = 0
                     o[s][c:] |= eq[c:]
             if p is not None: o[s][p] = True
+
+# %% ../nbs/02b_selection.ipynb #ccb34fe6
+def _kth_lowest(X:Tensor, k:int)->Tensor:
+    "The `k`-th lowest value of each row of 2-d `X` (1 <= k <= its width), as a column: one `topk` of the smaller side"
+    n = X.shape[1]
+    if 2*k <= n + 1: return X.topk(k, 1, largest=False, sorted=False).values.amax(1, keepdim=True)
+    return X.topk(n - k + 1, 1, largest=True, sorted=False).values.amin(1, keepdim=True)
+
+def keep_rows(X:Tensor, # 2-d scores: one row per tensor of the same size
+              k:int, # how many to prune in every row
+             )->Tensor:
+    "Bool keep mask of `X`: False at exactly the `k` lowest scores of each row (ties: earliest first), without a host sync"
+    n = X.shape[1]
+    if k <= 0 or k >= n: return torch.full(X.shape, k <= 0, dtype=torch.bool, device=X.device)
+    t = _kth_lowest(X, k)
+    keep,eq = X > t,X == t
+    # of the ties at t, the earliest `k - below` are pruned: the others, counted from the left, are kept
+    below = n - keep.sum(1, keepdim=True) - eq.sum(1, keepdim=True)
+    return keep.logical_or_(eq.logical_and_(eq.cumsum(1, dtype=torch.int32) > k - below))
+

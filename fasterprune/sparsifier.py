@@ -335,9 +335,9 @@ def _kill_channels(layer, bn, keep):
 @torch.no_grad()
 def _revive_bn(bn, revived):
     "Fresh BatchNorm channels where a pruned channel comes back"
-    if bn is None or not bool(revived.any()): return
-    if bn.weight is not None: bn.weight[revived] = 1.; bn.bias[revived] = 0.
-    if bn.running_mean is not None: bn.running_mean[revived] = 0.; bn.running_var[revived] = 1.
+    if bn is None: return
+    if bn.weight is not None: bn.weight.masked_fill_(revived, 1.); bn.bias.masked_fill_(revived, 0.)
+    if bn.running_mean is not None: bn.running_mean.masked_fill_(revived, 0.); bn.running_var.masked_fill_(revived, 1.)
 
 
 def _check_scores(s, name, w):
@@ -619,6 +619,8 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
     top = self.granularity.max_sparsity
     own = {n: (T if final is None else min(T*s/final, top)) for n,T in self.targets.items()} if self.targets else {}
     keep = keep_pruned_values
+    if self._on_accelerator() and (self.context == 'local' or (self.min_kept <= 1 and self.layer_range == (0., 100.))):
+        return self._prune_on_device(s, own, keep)
     with torch.no_grad():
         # weights are checked before anything changes: the lean layers' by their scores' sum below, the others here
         # (and all of them in the first call, which also attaches the masks)
@@ -715,12 +717,13 @@ def masked(self:Sparsifier)->float:
     kept = self.__dict__.get('kept')
     if not kept: return 0.
     n = sum(l.weight.numel() for l in self.layers.values())
-    return 100*(n - sum(kept.values()))/n if n else 0.
+    return 100*(n - float(sum(kept.values())))/n if n else 0.   # a 'global' prune on an accelerator counts on the device
 
 # %% ../nbs/03_sparsifier.ipynb #682acbd8
 @patch
 def apply_masks(self:Sparsifier):
     "Zero masked weights in place (for 'filter', also bias and BatchNorm of dead channels): call after each optimizer step"
+    if self._on_accelerator(): return self._apply_on_device()
     with torch.no_grad():
         ws,ms,kc = [],[],self.granularity.kills_channel
         for n,l in self.layers.items():
@@ -759,6 +762,131 @@ def detach(self:Sparsifier, keep_masks:bool=False # keep the `weight_mask` buffe
         _drop(l, 'weight_pruned')
         if not keep_masks: _drop(l, 'weight_mask')
     self.frozen = False
+
+# %% ../nbs/03_sparsifier.ipynb #59c2595a
+@patch
+def _on_accelerator(self:Sparsifier)->bool:
+    "Are all the selected layers on one accelerator, with no coupled groups: the batched, sync-free paths of `prune` and `apply_masks`"
+    devs = {l.weight.device for l in self.layers.values()}
+    return len(devs) == 1 and next(iter(devs)).type != 'cpu' and self.groups is None
+
+def _keep_local(xs:dict, ks:dict)->dict:
+    "{name: keep}: exactly `ks[name]` of each layer's scores `xs[name]` pruned, the layers of one size ranked together"
+    rows = {}
+    for n,x in xs.items(): rows.setdefault((x.numel(), ks[n]), []).append(n)
+    names = [n for ns in rows.values() for n in ns]
+    flat = torch.cat([xs[n] for n in names])     # the rows of each size side by side: one matrix view per size
+    keeps,i = {},0
+    for (size,k),ns in rows.items():
+        X = flat[i:i + len(ns)*size].view(len(ns), size); i += len(ns)*size
+        keeps.update(zip(ns, keep_rows(X, k)))
+    return keeps
+
+def _keep_global(xs:dict, k:int, min_kept:int)->dict:
+    "{name: keep}: exactly `k` of all the scores `xs` pruned together; with `min_kept` 1, each layer keeps its best (the latest of equal ones)"
+    sizes = [x.numel() for x in xs.values()]
+    flat = torch.cat(list(xs.values()))
+    if min_kept:
+        for x in flat.split(sizes): x.index_fill_(0, x.numel() - 1 - x.flip(0).argmax().view(1), math.inf)
+    return dict(zip(xs, keep_rows(flat.view(1, -1), k)[0].split(sizes)))
+
+@patch
+def _scores_on_device(self:Sparsifier, ws:dict)->dict:
+    "{name: flat float32 structure scores} of the effective weights `ws`; whether they are finite is checked later (`_defer_check`)"
+    g,c = self.granularity,self.criteria
+    if type(c) is LargeFinal: ss = dict(zip(ws, torch._foreach_abs(list(ws.values()))))
+    else: ss = {n: c.score(n, self.layers[n], w) for n,w in ws.items()}
+    self._defer_check(torch.stack(torch._foreach_norm(list(ss.values()), 1)).isfinite(), list(ss))
+    return {n: (s if g.elementwise else g.reduce(out_in(self.layers[n], s))).reshape(-1).float() for n,s in ss.items()}
+
+@patch
+@torch.no_grad()
+def _prune_on_device(self:Sparsifier, s:float, own:dict, keep:bool):
+    "`prune` on an accelerator: no host sync; the layers' weights are checked at the next call (`_check_deferred`)"
+    self._check_deferred()
+    self.attach()
+    g,L = self.granularity,self.layers
+    for n,l in L.items():
+        wp = _named_buffer(l, 'weight_pruned')
+        if not keep: _drop(l, 'weight_pruned')
+        elif wp is None or wp.shape != l.weight.shape: _set_buffer(l, 'weight_pruned', l.weight.detach().clone())
+        else: torch.where(l.weight_mask, l.weight.detach(), wp, out=wp)   # kept values refreshed where the weights are kept
+    ws = {n: (l.weight_pruned if keep else l.weight).detach() for n,l in L.items()}
+    xs = self._scores_on_device(ws)
+    ns = {n: x.numel() for n,x in xs.items()}
+    pool = [n for n in L if n not in own] if self.context == 'global' else []
+    ks = {n: round(own.get(n, s)/100*ns[n]) for n in L if n not in pool}
+    keeps = _keep_local({n: xs[n] for n in ks}, ks) if ks else {}
+    # N:M never empties a layer (`kept` stay in every group): `min_kept` does not apply
+    if pool: keeps.update(_keep_global({n: xs[n] for n in pool}, round(s/100*sum(ns[n] for n in pool)),
+                                       0 if isinstance(g, NM) else self.min_kept))
+    old = {n: _chan_keep(l, l.weight_mask) for n,l in L.items()} if g.kills_channel else {}
+    self.kept = {}
+    for n,l in L.items():
+        cs = out_in(l, l.weight).shape
+        l.weight_mask.copy_(keeps[n].view(l.weight.shape) if g.elementwise else from_out_in(l, g.expand(keeps[n], cs)))
+        torch.mul(ws[n], l.weight_mask, out=l.weight.detach())
+        self.kept[n] = (ns[n] - ks[n] if n in ks else keeps[n].sum())*(l.weight.numel()//ns[n])   # a 'global' layer's: on the device
+        if g.kills_channel:
+            c = _chan_keep(l, l.weight_mask)
+            _kill_channels(l, self._bn.get(n), c)
+            _revive_bn(self._bn.get(n), c & ~old[n])
+
+@patch
+def _defer_check(self:Sparsifier, finite:Tensor, names:list):
+    "Keep the per-layer `finite` flags, copied to the host without waiting, for `_check_deferred`"
+    if finite.is_cuda:
+        host = torch.empty(finite.shape, dtype=torch.bool, pin_memory=True).copy_(finite, non_blocking=True)
+        ev = torch.cuda.Event(); ev.record()
+        self.__dict__['_deferred'] = (names, host, ev)
+    elif finite.device.type != 'meta' and not bool(finite.all()):   # other accelerators: checked at once (meta: shapes only)
+        self.__dict__['_deferred'] = (names, finite.cpu(), None)
+
+@patch
+def _check_deferred(self:Sparsifier, wait:bool=False):
+    "ValueError naming the layers whose scores were not finite in the last accelerated `prune` (when its check has arrived, or `wait`)"
+    d = self.__dict__.get('_deferred')
+    if d is None: return
+    names,host,ev = d
+    if ev is not None and not (wait or ev.query()): return
+    if ev is not None and wait: ev.synchronize()
+    self.__dict__['_deferred'] = None
+    if not bool(host.all()):
+        bad = [n for n,ok in zip(names, host.tolist()) if not ok]
+        raise ValueError(f"the last mask update ranked non-finite scores (NaN or inf weights) in layer(s) {', '.join(map(repr, bad[:6]))}: "
+                         "its masks are not meaningful; fix the training (learning rate, loss scale) first")
+
+def _zeroed(l, bn, kc:bool)->list:
+    "The tensors `apply_masks` zeroes for layer `l`: its weight; with `kc` ('filter'), its bias and BatchNorm channels"
+    ts = [l.weight]
+    if kc: ts += [getattr(l, 'bias', None), *((bn.weight, bn.bias, bn.running_mean) if bn is not None else ())]
+    return [t for t in ts if t is not None]
+
+@patch
+@torch.no_grad()
+def _apply_on_device(self:Sparsifier):
+    "`apply_masks` on an accelerator: one `_foreach_mul_` per dtype, masks cached in the weights' dtype and rebuilt when a mask or tensor changes"
+    kc,key = self.granularity.kills_channel,[]
+    for n,l in self.layers.items():
+        m = _named_buffer(l, 'weight_mask')
+        if m is not None: key += [id(m), m._version, *map(id, _zeroed(l, self._bn.get(n), kc))]
+    plan = self.__dict__.get('_plan')
+    if plan is None or plan[0] != key: self.__dict__['_plan'] = plan = (key, self._mask_plan())
+    for ts,fs in plan[1].values(): torch._foreach_mul_(ts, fs)
+
+@patch
+def _mask_plan(self:Sparsifier)->dict:
+    "{(device, dtype): (tensors, multipliers)}: each tensor `apply_masks` zeroes, with its mask in its own dtype"
+    res,kc = {},self.granularity.kills_channel
+    for n,l in self.layers.items():
+        m = _named_buffer(l, 'weight_mask')
+        if m is None: continue
+        c = _chan_keep(l, m) if kc else None
+        for i,t in enumerate(_zeroed(l, self._bn.get(n), kc)):
+            ts,fs = res.setdefault((t.device, t.dtype), ([], []))
+            ts.append(t); fs.append((m if i == 0 else c).to(t.dtype))
+    return res
+
 
 # %% ../nbs/03_sparsifier.ipynb #fc40f99c
 def _row(name, kind, w):
