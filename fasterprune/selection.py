@@ -318,6 +318,8 @@ def _kth_lowest(X:Tensor, k:int)->Tensor:
     if 2*k <= n + 1: return X.topk(k, 1, largest=False, sorted=False).values.amax(1, keepdim=True)
     return X.topk(n - k + 1, 1, largest=True, sorted=False).values.amin(1, keepdim=True)
 
+_TIE_CHUNK = 1 << 26   # columns per running count of ties: the int32 counts stay at 256 MiB per row
+
 def keep_rows(X:Tensor, # 2-d scores: one row per tensor of the same size
               k:int, # how many to prune in every row
              )->Tensor:
@@ -326,7 +328,11 @@ def keep_rows(X:Tensor, # 2-d scores: one row per tensor of the same size
     if k <= 0 or k >= n: return torch.full(X.shape, k <= 0, dtype=torch.bool, device=X.device)
     t = _kth_lowest(X, k)
     keep,eq = X > t,X == t
-    # of the ties at t, the earliest `k - below` are pruned: the others, counted from the left, are kept
-    below = n - keep.sum(1, keepdim=True) - eq.sum(1, keepdim=True)
-    return keep.logical_or_(eq.logical_and_(eq.cumsum(1, dtype=torch.int32) > k - below))
+    left = k - (n - keep.sum(1, keepdim=True) - eq.sum(1, keepdim=True))   # ties at t still to prune, the earliest first
+    for a in range(0, n, _TIE_CHUNK):
+        e = eq[:, a:a + _TIE_CHUNK]
+        c = e.cumsum(1, dtype=torch.int32)
+        keep[:, a:a + _TIE_CHUNK] |= e.logical_and_(c > left)
+        left = left - c[:, -1:]
+    return keep
 

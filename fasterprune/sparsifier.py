@@ -770,34 +770,30 @@ def _on_accelerator(self:Sparsifier)->bool:
     devs = {l.weight.device for l in self.layers.values()}
     return len(devs) == 1 and next(iter(devs)).type != 'cpu' and self.groups is None
 
-def _keep_local(xs:dict, ks:dict)->dict:
-    "{name: keep}: exactly `ks[name]` of each layer's scores `xs[name]` pruned, the layers of one size ranked together"
-    rows = {}
-    for n,x in xs.items(): rows.setdefault((x.numel(), ks[n]), []).append(n)
-    names = [n for ns in rows.values() for n in ns]
-    flat = torch.cat([xs[n] for n in names])     # the rows of each size side by side: one matrix view per size
+def _keep_local(flat:Tensor, rows:dict)->dict:
+    "{name: keep}: exactly `k` structures of each layer pruned; `flat` holds the scores of the layers of `rows` {(size, k): names} in that order"
     keeps,i = {},0
     for (size,k),ns in rows.items():
-        X = flat[i:i + len(ns)*size].view(len(ns), size); i += len(ns)*size
-        keeps.update(zip(ns, keep_rows(X, k)))
+        keeps.update(zip(ns, keep_rows(flat[i:i + len(ns)*size].view(len(ns), size), k))); i += len(ns)*size
     return keeps
 
-def _keep_global(xs:dict, k:int, min_kept:int)->dict:
-    "{name: keep}: exactly `k` of all the scores `xs` pruned together; with `min_kept` 1, each layer keeps its best (the latest of equal ones)"
-    sizes = [x.numel() for x in xs.values()]
-    flat = torch.cat(list(xs.values()))
+def _keep_global(flat:Tensor, sizes:dict, k:int, min_kept:int)->dict:
+    "{name: keep}: exactly `k` of all the scores `flat` (the layers' `sizes` side by side) pruned; with `min_kept` 1, each layer keeps its best (the latest of equal ones)"
     if min_kept:
-        for x in flat.split(sizes): x.index_fill_(0, x.numel() - 1 - x.flip(0).argmax().view(1), math.inf)
-    return dict(zip(xs, keep_rows(flat.view(1, -1), k)[0].split(sizes)))
+        for x in flat.split(list(sizes.values())): x.index_fill_(0, x.numel() - 1 - x.flip(0).argmax().view(1), math.inf)
+    return dict(zip(sizes, keep_rows(flat.view(1, -1), k)[0].split(list(sizes.values()))))
 
 @patch
-def _scores_on_device(self:Sparsifier, ws:dict)->dict:
-    "{name: flat float32 structure scores} of the effective weights `ws`; whether they are finite is checked later (`_defer_check`)"
-    g,c = self.granularity,self.criteria
-    if type(c) is LargeFinal: ss = dict(zip(ws, torch._foreach_abs(list(ws.values()))))
-    else: ss = {n: c.score(n, self.layers[n], w) for n,w in ws.items()}
-    self._defer_check(torch.stack(torch._foreach_norm(list(ss.values()), 1)).isfinite(), list(ss))
-    return {n: (s if g.elementwise else g.reduce(out_in(self.layers[n], s))).reshape(-1).float() for n,s in ss.items()}
+def _flat_scores(self:Sparsifier, ws:dict)->Tensor:
+    "The float32 structure scores of the effective weights `ws`, side by side in their order; whether they are finite is checked later (`_defer_check`)"
+    g,c,names = self.granularity,self.criteria,list(ws)
+    if type(c) is LargeFinal and g.elementwise and all(w.dtype == torch.float32 for w in ws.values()):   # the common case: no copy but one
+        flat = torch.cat([w.reshape(-1) for w in ws.values()]).abs_()
+        self._defer_check(torch.stack(torch._foreach_norm(list(flat.split([w.numel() for w in ws.values()])), 1)).isfinite(), names)
+        return flat
+    ss = [c.score(n, self.layers[n], w) for n,w in ws.items()]
+    self._defer_check(torch.stack(torch._foreach_norm(ss, 1)).isfinite(), names)
+    return torch.cat([(s if g.elementwise else g.reduce(out_in(self.layers[n], s))).reshape(-1).float() for n,s in zip(names, ss)])
 
 @patch
 @torch.no_grad()
@@ -811,14 +807,18 @@ def _prune_on_device(self:Sparsifier, s:float, own:dict, keep:bool):
         if not keep: _drop(l, 'weight_pruned')
         elif wp is None or wp.shape != l.weight.shape: _set_buffer(l, 'weight_pruned', l.weight.detach().clone())
         else: torch.where(l.weight_mask, l.weight.detach(), wp, out=wp)   # kept values refreshed where the weights are kept
-    ws = {n: (l.weight_pruned if keep else l.weight).detach() for n,l in L.items()}
-    xs = self._scores_on_device(ws)
-    ns = {n: x.numel() for n,x in xs.items()}
+    ns = {n: g.n_structures(out_in(l, l.weight).shape) for n,l in L.items()}
     pool = [n for n in L if n not in own] if self.context == 'global' else []
     ks = {n: round(own.get(n, s)/100*ns[n]) for n in L if n not in pool}
-    keeps = _keep_local({n: xs[n] for n in ks}, ks) if ks else {}
+    rows = {}                                    # the local layers by (structures, k): each group one matrix of scores
+    for n,k in ks.items(): rows.setdefault((ns[n], k), []).append(n)
+    order = [n for r in rows.values() for n in r] + pool
+    ws = {n: (L[n].weight_pruned if keep else L[n].weight).detach() for n in order}
+    flat = self._flat_scores(ws)
+    m = sum(ns[n] for n in ks)
+    keeps = _keep_local(flat[:m], rows)
     # N:M never empties a layer (`kept` stay in every group): `min_kept` does not apply
-    if pool: keeps.update(_keep_global({n: xs[n] for n in pool}, round(s/100*sum(ns[n] for n in pool)),
+    if pool: keeps.update(_keep_global(flat[m:], {n: ns[n] for n in pool}, round(s/100*(flat.numel() - m)),
                                        0 if isinstance(g, NM) else self.min_kept))
     old = {n: _chan_keep(l, l.weight_mask) for n,l in L.items()} if g.kills_channel else {}
     self.kept = {}
