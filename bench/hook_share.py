@@ -51,12 +51,6 @@ class StepTimer(Callback):
     def after_batch(self):
         if self.training: self.times.append(time.perf_counter() - self.t0)
 
-class Timed(TimedSparsify):
-    "TimedSparsify that keeps each recompute's time"
-    def _prune(self, value):
-        t = time.perf_counter(); super()._prune(value)
-        self.__dict__.setdefault('recomputes', []).append(time.perf_counter() - t)
-
 def learner(name):
     c = CONFIG['models'][name]
     torch.manual_seed(CONFIG['seed'])
@@ -70,9 +64,9 @@ def learner(name):
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=SGD)
 
 def callback(setting):
-    if setting == 'every batch': return Timed(CONFIG['sparsity'], schedule=sched_onecycle, prune_every=1)
-    if setting == 'default': return Timed(CONFIG['sparsity'], schedule=sched_onecycle)
-    return Timed(CONFIG['sparsity'], schedule=one_shot)
+    if setting == 'every batch': return TimedSparsify(CONFIG['sparsity'], schedule=sched_onecycle, prune_every=1)
+    if setting == 'default': return TimedSparsify(CONFIG['sparsity'], schedule=sched_onecycle)
+    return TimedSparsify(CONFIG['sparsity'], schedule=one_shot)
 
 def run(name, setting):
     "One fit: the callback's time per event, per recompute, and the training steps without it"

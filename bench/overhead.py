@@ -22,8 +22,13 @@ class TimedSparsify(SparsifyCallback):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.spent, self.prune_time = {e: 0. for e in EVENTS + ('metric',)}, 0.
-    def _prune(self, value):
-        t = time.perf_counter(); super()._prune(value); self.prune_time += time.perf_counter() - t
+    def _time_prunes(self, run):
+        "Time each mask recompute of this fit's `PruneRun` (into `prune_time` and the list `recomputes`)"
+        prune = run.prune
+        def timed(value, i):
+            t = time.perf_counter(); prune(value, i); dt = time.perf_counter() - t
+            self.__dict__['prune_time'] += dt; self.__dict__.setdefault('recomputes', []).append(dt)
+        run.prune = timed
     def _realised(self):   # the fit table's sparsity column, computed by the recorder at each epoch's end: ours too
         t = time.perf_counter(); r = super()._realised(); self.spent['metric'] += time.perf_counter() - t
         return r
@@ -31,6 +36,8 @@ class TimedSparsify(SparsifyCallback):
 def _timed(name):
     def f(self):
         t = time.perf_counter(); getattr(SparsifyCallback, name)(self); self.spent[name] += time.perf_counter() - t
+        run = self.__dict__.get('fit_run')
+        if run is not None and 'prune' not in vars(run): self._time_prunes(run)   # the fit's run exists: time its recomputes
     return f
 for _e in EVENTS: setattr(TimedSparsify, _e, _timed(_e))
 
