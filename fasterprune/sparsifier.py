@@ -827,10 +827,21 @@ def _prune_on_device(self:Sparsifier, s:float, own:dict, keep:bool):
         l.weight_mask.copy_(keeps[n].view(l.weight.shape) if g.elementwise else from_out_in(l, g.expand(keeps[n], cs)))
         torch.mul(ws[n], l.weight_mask, out=l.weight.detach())
         self.kept[n] = (ns[n] - ks[n] if n in ks else keeps[n].sum())*(l.weight.numel()//ns[n])   # a 'global' layer's: on the device
-        if g.kills_channel:
-            c = _chan_keep(l, l.weight_mask)
-            _kill_channels(l, self._bn.get(n), c)
-            _revive_bn(self._bn.get(n), c & ~old[n])
+    if g.kills_channel: _channels_follow(L, self._bn, keeps, old)   # 'filter': a structure is an output channel
+
+def _channels_follow(layers:dict, bns:dict, keep:dict, old:dict):
+    "Zero the bias and BatchNorm of the channels `keep` drops, fresh BatchNorm where one comes back (`old`: before): two batched calls"
+    mt,mm,at,am = [],[],[],[]
+    for n,l in layers.items():
+        c,bn = keep[n],bns.get(n)
+        stay,back = c & old[n],c & ~old[n]
+        pairs = [(getattr(l, 'bias', None), c)]
+        if bn is not None: pairs += [(bn.weight, stay), (bn.bias, stay), (bn.running_mean, stay), (bn.running_var, ~back)]
+        for t,m in pairs:
+            if t is not None: mt.append(t); mm.append(m)
+        if bn is not None: at += [t for t in (bn.weight, bn.running_var) if t is not None]; am += [back]*(len(at) - len(am))
+    torch._foreach_mul_(mt, mm)
+    if at: torch._foreach_add_(at, am)   # BatchNorm weight and running variance back to 1
 
 @patch
 def _defer_check(self:Sparsifier, finite:Tensor, names:list):
