@@ -7,6 +7,8 @@ Docs: https://fasterprune.github.io/fasterprune/selection.html.md"""
 # %% ../nbs/02b_selection.ipynb #ed293afc
 from __future__ import annotations
 import math, numpy as np, torch
+from torch import Tensor
+
 
 # %% auto #0
 __all__ = ['exact_keep', 'keep_rows']
