@@ -34,14 +34,14 @@ It writes bench/results/gpu.md and .json.
 
 --smoke: tiny sizes and few steps on the CPU (torch.compile with the 'aot_eager' backend), every code path; results
 go to a temporary folder (or --results DIR), never to bench/results."""
-import argparse, contextlib, copy, io, math, signal, statistics, sys, tempfile, time, traceback, warnings
+import argparse, collections, contextlib, copy, io, math, signal, statistics, sys, tempfile, time, traceback, warnings
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent)); sys.path.insert(0, str(Path(__file__).parent.parent))
 import _common
 
 NAME = 'gpu'
 CONFIG = dict(
-    device='cuda', time_limit_s=285,
+    device='cuda', time_limit_s=270,
     resnet50=dict(batch=128, size=224, dtype='bfloat16', channels_last=True, steps=20, warmup=5,
                   optimizer='torch.optim.SGD(lr=1e-3, momentum=0.9, weight_decay=5e-5)'),
     recompute=dict(cases=[['weight', 'local'], ['weight', 'global'], ['filter', 'local']], first=50, move=0.5,
@@ -80,16 +80,15 @@ class Run:
     def left(self)->float: return self.cfg['time_limit_s'] - (time.time() - self.t0)
 
     def section(self, key, f, *args, need_s=0):
-        "Run `f(*args)` into `self.res[key]` within the time left (at least `need_s` of it), its error recorded"
-        t = time.time()
-        if self.left() < need_s:
-            self.res[key] = dict(skipped=f'time guard: {self.left():.0f} s left, this part needs about {need_s} s')
+        "`f(self, res, *args)` fills `res = self.res[key]` within the time left (at least `need_s`); an error is recorded there"
+        t, res = time.time(), self.res.setdefault(key, {})
+        if self.left() < need_s: res['skipped'] = f'time guard: {self.left():.0f} s left, this part needs about {need_s} s'
         else:
             try:
-                with deadline(self.left()): self.res[key] = f(*args)
-            except BaseException as e:   # noqa: a Deadline, a CUDA error, an OOM: recorded, the run goes on
+                with deadline(self.left()): f(self, res, *args)
+            except BaseException as e:   # noqa: a Deadline, a CUDA error, an OOM: recorded next to what was measured
                 if isinstance(e, KeyboardInterrupt): raise
-                self.res[key] = dict(error=f'{type(e).__name__}: {e}'[:2000], traceback=traceback.format_exc()[-4000:])
+                res.update(error=f'{type(e).__name__}: {e}'[:2000], traceback=traceback.format_exc()[-4000:])
         self.res[key]['section_s'] = round(time.time() - t, 1)
         print(f'[{time.time() - self.t0:6.1f} s] {key}: {short(self.res[key])}', flush=True)
         if self.cuda:
@@ -155,12 +154,12 @@ def sync_check(run, f, mode)->str:
         warnings.simplefilter('always')
         torch.cuda.set_sync_debug_mode(mode)
         try: f()
-        except RuntimeError as e:
-            return 'fail: ' + ' '.join(str(e).split())[:300]
+        except Exception as e:   # a sync under 'error' is a RuntimeError; anything else is recorded too
+            return f"fail: {'' if isinstance(e, RuntimeError) else type(e).__name__ + ': '}{one_line(e, 300)}"
         finally: torch.cuda.set_sync_debug_mode('default')
     if mode == 'error': return 'pass'
-    syncs = [str(w.message) for w in ws if 'synchroniz' in str(w.message).lower()]
-    return f'{len(syncs)} syncs' + (f" (first: {' '.join(syncs[0].split())[:200]})" if syncs else '')
+    sites = collections.Counter(f'{Path(w.filename).name}:{w.lineno}' for w in ws if 'synchroniz' in str(w.message).lower())
+    return f'{sum(sites.values())} syncs' + (' at ' + ', '.join(f'{k} x{v}' for k, v in sites.most_common(6)) if sites else '')
 
 # ------------------------------------------------------------------------------------------------ ResNet-50 (1 to 3)
 
@@ -186,14 +185,14 @@ class Trainer:
             loss = nn.functional.cross_entropy(self.m(self.x), self.y)
         loss.backward(); self.opt.step(); self.opt.zero_grad(set_to_none=True)
 
-def step_time(run, init):
+def step_time(run, res, init):
     "1. The median training step"
     c = run.cfg['resnet50']
     m = resnet50(run); m.load_state_dict(init)
     tr = Trainer(run, m)
     ts = run.times(tr.step, c['steps'], c['warmup'])
     run.step_ms = med(ts)
-    return dict(step_ms=run.step_ms, runs_ms=ts, weights=sum(p.numel() for p in m.parameters()))
+    res.update(step_ms=run.step_ms, runs_ms=ts, weights=sum(p.numel() for p in m.parameters()))
 
 def exact(sp, s, granularity, context)->bool:
     "Do the masks prune exactly round(s/100*n) structures, per layer (local) or over all layers (global)?"
@@ -205,7 +204,7 @@ def exact(sp, s, granularity, context)->bool:
     if context == 'global': return sum(pruned) == round(s/100*sum(total))
     return all(p == round(s/100*n) for p, n in zip(pruned, total))
 
-def recompute_case(run, init, granularity, context):
+def recompute_case(run, res, init, granularity, context):
     "2. and 3. for one granularity and context: first prune, recomputes with and without kept values, apply_masks, syncs"
     from fasterprune.sparsifier import Sparsifier
     c, ca = run.cfg['recompute'], run.cfg['apply_masks']
@@ -216,7 +215,7 @@ def recompute_case(run, init, granularity, context):
     s = [c['first']]
     def prune(keep): s.append(s[-1] + c['move']); sp.prune(s[-1], keep_pruned_values=keep)
     counts = []
-    res = dict(layers=len(sp.layers), weights=sum(l.weight.numel() for l in sp.layers.values()))
+    res.update(layers=len(sp.layers), weights=sum(l.weight.numel() for l in sp.layers.values()))
     res['first_ms'] = run.ms(lambda: sp.prune(c['first']))
     counts.append(exact(sp, c['first'], granularity, context))
     for keep, key in ((False, 'recompute'), (True, 'recompute_kept')):
@@ -243,11 +242,10 @@ def recompute_case(run, init, granularity, context):
     res['sync_prune_kept_warn'] = sync_check(run, lambda: prune(True), 'warn')
     res['sync_prune'] = sync_check(run, lambda: prune(False), 'error')
     res['sync_prune_kept'] = sync_check(run, lambda: prune(True), 'error')
-    return res
 
 # ------------------------------------------------------------------------------------------------- 1.07B global (4)
 
-def linear_1b(run):
+def linear_1b(run, res):
     "4. A global prune of a stack of Linear layers: first, repeated (weights moved a little before each), memory, count"
     from fasterprune.sparsifier import Sparsifier
     c = run.cfg['linear_1b']
@@ -256,6 +254,7 @@ def linear_1b(run):
     n = sum(p.numel() for p in m.parameters())
     sp = Sparsifier(m, 'weight', c['context'], prune_output=True)
     times, peaks, counts = [], [], []
+    res['weights'] = n
     for i in range(1 + c['repeats']):
         if i:
             with torch.no_grad():
@@ -266,9 +265,9 @@ def linear_1b(run):
         if run.cuda: peaks.append((torch.cuda.max_memory_allocated() - base)/2**20)
         pruned = sum(int((~l.weight_mask).sum()) for l in m)
         counts.append(pruned == round(c['sparsity']/100*n))
-    return dict(weights=n, first_ms=times[0], repeated_runs_ms=times[1:], repeated_ms=med(times[1:]),
-                peak_extra_MiB=max(peaks) if peaks else None, peak_extra_first_MiB=peaks[0] if peaks else None,
-                exact=all(counts), goal_met=max(times[0], med(times[1:])) <= c['goal_ms'])
+        res.update(first_ms=times[0], repeated_runs_ms=times[1:], repeated_ms=med(times[1:]),
+                   peak_extra_MiB=max(peaks) if peaks else None, peak_extra_first_MiB=peaks[0] if peaks else None,
+                   exact=all(counts), goal_met=max(times[0], med(times[1:]) if i else 0) <= c['goal_ms'])
 
 # ------------------------------------------------------------------------------------------------- fastai fits (5, 6)
 
@@ -316,7 +315,7 @@ def conv_sparsity(model)->float:
     ws = [m.weight.detach() for m in model.modules() if isinstance(m, nn.Conv2d)]
     return 100*sum(int((w == 0).sum()) for w in ws)/sum(w.numel() for w in ws)
 
-def side_by_side(run):
+def side_by_side(run, res):
     "6. The same ResNet-50 fit with no callback, fasterprune's and fasterai's SparsifyCallback, alternated"
     from fasterprune.callback import SparsifyCallback
     from fasterprune.schedules import sched_onecycle
@@ -352,19 +351,20 @@ def side_by_side(run):
     runs = {k: [] for k in kinds}
     for r in range(c['rounds']):
         for k in kinds:
-            if run.left() < 15: break
+            if run.left() < 15: res['stopped'] = f'time guard: round {r + 1}, {k} and after not run'; return
             runs[k].append(fit(k, c['batches']))
-    res = dict(batches=c['batches'], runs={k: [round(1e3*f['s']/c['batches'], 3) for f in v] for k, v in runs.items()})
+            summarise(res, runs, c['batches'])
+
+def summarise(res, runs, n):
+    "Median ms per training batch of each kind of fit, its overhead over the dense fit, and what the last fit did"
+    res.update(batches=n, runs={k: [round(1e3*f['s']/n, 3) for f in v] for k, v in runs.items()})
     for k, v in runs.items():
         if not v: continue
-        res[f'{k}_ms_per_batch'] = med([1e3*f['s']/c['batches'] for f in v])
-        res[f'{k}_sparsity'] = v[-1]['sparsity']
-        res[f'{k}_updates'] = v[-1]['updates']
-        res[f'{k}_layers'] = v[-1]['layers']
+        res[f'{k}_ms_per_batch'] = med([1e3*f['s']/n for f in v])
+        res[f'{k}_sparsity'], res[f'{k}_updates'], res[f'{k}_layers'] = v[-1]['sparsity'], v[-1]['updates'], v[-1]['layers']
     d = res.get('dense_ms_per_batch')
     for k in ('fasterprune', 'fasterai'):
         if d and f'{k}_ms_per_batch' in res: res[f'{k}_overhead'] = res[f'{k}_ms_per_batch']/d - 1
-    return res
 
 def _graphs()->int:
     from torch._dynamo.utils import counters
@@ -409,16 +409,15 @@ def compile_variant(run, variant):
                 realised_sparsity=cb.sparsifier.sparsity(),
                 recompiles_per_mask_update=((graphs[-1] - after_first)/max(cb.n_prunes - 1, 1)) if graphs else None)
 
-def compiled(run):
+def compiled(run, res):
     "5. Both ways of compiling, the second only while time is left"
-    c, res = run.cfg['compile'], {}
+    c = run.cfg['compile']
     for v in c['variants']:
         if run.left() < c['min_time_left_s']: res[v] = dict(skipped=f'time guard: {run.left():.0f} s left'); continue
         try: res[v] = compile_variant(run, v)
         except Deadline: raise
         except Exception as e: res[v] = dict(error=f'{type(e).__name__}: {e}'[:2000], traceback=traceback.format_exc()[-4000:])
         print(f'    {v}: {short(res[v])}', flush=True)
-    return res
 
 # ------------------------------------------------------------------------------------------------------- markdown
 
@@ -427,11 +426,11 @@ def _f(x, fmt='.1f', pct=False):
     return f'{100*x:{fmt}} %' if pct else f'{x:{fmt}}'
 
 def _missing(r, *keys)->str|None:
-    "Why `r` has no figures to show (an error, a skip, not run yet), or None"
-    if not r: return 'not run'
+    "None if `r` has the figures `keys`, else why not (an error, a skip, not run yet)"
+    if r and all(k in r for k in keys): return None
     if 'error' in r: return f"**error**: {one_line(r['error'])}"
     if 'skipped' in r: return f"**skipped**: {r['skipped']}"
-    if any(k not in r for k in keys): return 'not run'
+    return 'not run'
 
 def md_step(res, cfg):
     r, c = res.get('step', {}), cfg['resnet50']
@@ -450,13 +449,14 @@ def md_recompute(res, cfg):
     syncs = []
     for g, ctx in c['cases']:
         r = res.get(f'recompute_{g}_{ctx}', {})
-        why = _missing(r, 'recompute_ms', 'recompute_kept_ms', 'apply_masks_ms', 'sync_prune_kept')
+        why = _missing(r, 'recompute_ms', 'recompute_kept_ms', 'apply_masks_ms')
         if why: out.append(f"| {g} | {ctx} | {why} |" + ' |'*8); continue
         out.append(f"| {g} | {ctx} | {r['layers']} | {_f(r['first_ms'])} | {_f(r['recompute_ms'])} | {_f(r.get('recompute_share'), pct=True)} | "
                    f"{_f(r['recompute_kept_ms'])} | {_f(r.get('recompute_kept_share'), pct=True)} | {'yes' if r['exact'] else '**NO**'} | "
                    f"{_f(r['apply_masks_ms'], '.3f')} | {_f(r.get('apply_masks_share'), '.2f', pct=True)} |")
-        syncs.append(f"| {g} | {ctx} | {r['sync_apply_masks']} ({r['sync_apply_masks_warn']}) | {r['sync_prune']} "
-                     f"({r['sync_prune_warn']}) | {r['sync_prune_kept']} ({r['sync_prune_kept_warn']}) |")
+        x = lambda k: r.get(k, '—')
+        syncs.append(f"| {g} | {ctx} | {x('sync_apply_masks')} ({x('sync_apply_masks_warn')}) | {x('sync_prune')} "
+                     f"({x('sync_prune_warn')}) | {x('sync_prune_kept')} ({x('sync_prune_kept_warn')}) |")
     if syncs:
         out += ['', "Host syncs: `torch.cuda.set_sync_debug_mode('error')` (in brackets: the syncs counted under 'warn')", '',
                 '| granularity | context | apply_masks | prune | prune, kept values |', '|---|---|---|---|---|', *syncs]
@@ -479,11 +479,11 @@ def md_compile(res, cfg):
     r, c = res.get('compile', {}), cfg['compile']
     out = [f"## 5. torch.compile ({c['backend']}): a fastai fit of {c['model']}, {c['batches']} batches of {c['batch']}, "
            f"SparsifyCallback({c['sparsity']}, {c['granularity']!r}, {c['context']!r}, schedule={c['schedule']}, prune_every={c['prune_every']})", '']
-    if why := _missing(r, *c['variants']): return out + [why]
+    if not any(v in r for v in c['variants']): return out + [_missing(r, *c['variants'])]
     out += ['| model compiled as | layers found | mask updates | graphs after batch 1 | new graphs in later training batches | '
             'graphs in all (with validation) | recompile reasons | sparsity reached |', '|---|---|---|---|---|---|---|---|']
     for v in c['variants']:
-        x = r[v]
+        x = r.get(v, {})
         if why := _missing(x, 'graphs_total'): out.append(f"| `{v}` | {why} |" + ' |'*6); continue
         reasons = '; '.join(' '.join(s.split())[:150] for s in x['recompile_reasons'][:3]) or '—'
         out.append(f"| `{v}` | {x['layers']} (first: `{x['first_layer']}`) | {x['mask_updates']} | {x['graphs_after_first_batch']} | "
@@ -497,7 +497,8 @@ def md_fasterai(res, cfg):
            "bf16 (`to_bf16()`), channels_last", '',
            f"Fits alternated, {c['rounds']} of each; time of the training phase per batch (median over the fits). "
            f"fasterprune: `{c['ours']}`; fasterai: `{c['theirs']}`.", '']
-    if why := _missing(r, 'runs'): return out + [why]
+    if why := _missing(r, 'runs'): return out + [why + (f" ({r['stopped']})" if 'stopped' in r else '')]
+    if 'stopped' in r: out += [f"**{r['stopped']}**", '']
     out += ['| callback | ms per batch | overhead vs dense | mask updates | layers pruned | conv sparsity at the end | runs (ms per batch) |',
             '|---|---|---|---|---|---|---|']
     for k in ('dense', 'fasterprune', 'fasterai'):
@@ -542,13 +543,13 @@ def main(argv=None):
         init = {k: v.detach().clone() for k, v in resnet50(run).state_dict().items()}
     except Exception as e: run.res['resnet50'] = dict(error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc()[-4000:])
     if init is not None:
-        run.section('step', step_time, run, init)
+        run.section('step', step_time, init)
         for g, ctx in cfg['recompute']['cases']:
-            run.section(f'recompute_{g}_{ctx}', recompute_case, run, init, g, ctx, need_s=15)
+            run.section(f'recompute_{g}_{ctx}', recompute_case, init, g, ctx, need_s=15)
     del init
-    run.section('linear_1b', linear_1b, run, need_s=20)
-    run.section('fasterai', side_by_side, run, need_s=cfg['fasterai']['min_time_left_s'])
-    run.section('compile', compiled, run, need_s=cfg['compile']['min_time_left_s'])
+    run.section('linear_1b', linear_1b, need_s=20)
+    run.section('fasterai', side_by_side, need_s=cfg['fasterai']['min_time_left_s'])
+    run.section('compile', compiled, need_s=cfg['compile']['min_time_left_s'])
     run.write()
     print(markdown(run.res, cfg))
     print(f"results: {Path(run.dir or _common.RESULTS)/(NAME + '.md')} ({time.time() - run.t0:.0f} s)")
