@@ -24,7 +24,10 @@
 
 Every section records its error in the results and the run goes on; results are written after each section.
 
-Device command (from the repo root; `.whl/` holds the wheels the GPU machine lacks, see the report of issue 22):
+Device command, from the repo root, with the git-ignored folder `.whl/` carried along: it holds the wheels the GPU image
+lacks (`pip download --no-deps`): fastai 2.8.12, fastcore 2.2.41, fastdownload 0.0.8, fastprogress 1.1.6, fasttransform
+0.0.5, plum-dispatch 2.9.0 (cp312), beartype 0.23.1, torch-pruning 1.6.1 and fasterai 0.4.1; fastprogress's
+`fasthtml.common` is stubbed. The image has torch, torchvision, numpy, pandas, matplotlib, einops, tqdm, rich.
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
       && mkdir -p /tmp/stub/fasthtml && touch /tmp/stub/fasthtml/__init__.py \
       && echo '__all__=[]' > /tmp/stub/fasthtml/common.py \
@@ -45,13 +48,13 @@ CONFIG = dict(
     resnet50=dict(batch=128, size=224, dtype='bfloat16', channels_last=True, steps=20, warmup=5,
                   optimizer='torch.optim.SGD(lr=1e-3, momentum=0.9, weight_decay=5e-5)'),
     recompute=dict(cases=[['weight', 'local'], ['weight', 'global'], ['filter', 'local']], first=50, move=0.5,
-                   repeats=8, warmup=2, goal_share=0.10),
+                   repeats=10, warmup=2, goal_share=0.10),
     apply_masks=dict(repeats=30, warmup=5, goal_share=0.01),
     linear_1b=dict(layers=16, width=8192, sparsity=90, context='global', repeats=4, noise=0.01, goal_ms=50),
     compile=dict(model='resnet18_32(n_out=10)', batch=64, size=32, batches=30, backend='inductor',
                  variants=['torch.compile(model)', 'model.compile()'], sparsity=90, granularity='weight',
                  context='local', schedule='sched_onecycle', prune_every=1, min_time_left_s=90),
-    fasterai=dict(model='torchvision resnet50(weights=None)', batch=128, size=224, batches=40, rounds=2, warmup_batches=8,
+    fasterai=dict(model='torchvision resnet50(weights=None)', batch=128, size=224, batches=40, rounds=3, warmup_batches=8,
                   distinct_batches=4, sparsity=90, schedule='sched_onecycle', lr=1e-3,
                   ours="SparsifyCallback(90, 'weight', 'local', schedule=sched_onecycle)",
                   theirs="fasterai SparsifyCallback(0.9, 'weight', 'local', large_final, Schedule(sched_onecycle))",
@@ -496,7 +499,8 @@ def md_fasterai(res, cfg):
     out = [f"## 6. Side by side with fasterai 0.4.1: one ResNet-50 fit, {c['batches']} batches of {c['batch']} x {c['size']} px, "
            "bf16 (`to_bf16()`), channels_last", '',
            f"Fits alternated, {c['rounds']} of each; time of the training phase per batch (median over the fits). "
-           f"fasterprune: `{c['ours']}`; fasterai: `{c['theirs']}`.", '']
+           f"fasterprune: `{c['ours']}`; fasterai: `{c['theirs']}`. On a ramp of at most 100 batches fasterprune's "
+           "default rule recomputes the masks at every batch, as fasterai does (column 'mask updates').", '']
     if why := _missing(r, 'runs'): return out + [why + (f" ({r['stopped']})" if 'stopped' in r else '')]
     if 'stopped' in r: out += [f"**{r['stopped']}**", '']
     out += ['| callback | ms per batch | overhead vs dense | mask updates | layers pruned | conv sparsity at the end | runs (ms per batch) |',
