@@ -224,7 +224,7 @@ def recompute_case(run, res, init, granularity, context):
     for keep, key in ((False, 'recompute'), (True, 'recompute_kept')):
         ts = []
         for i in range(c['warmup'] + c['repeats']):
-            tr.step(); sp.apply_masks()
+            tr.step()                                                # as with prune_every=1: a step, then new masks
             t = run.ms(lambda: prune(keep))
             counts.append(exact(sp, s[-1], granularity, context))
             if i >= c['warmup']: ts.append(t)
