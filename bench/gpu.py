@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent)); sys.path.insert(0, str(Path(__fi
 import _common
 
 NAME = 'gpu'
+NEEDS_GPU = True   # its results come from one GPU run (tests/test_bench_results.py waits for them)
 CONFIG = dict(
     device='cuda', time_limit_s=270,
     resnet50=dict(batch=128, size=224, dtype='bfloat16', channels_last=True, steps=20, warmup=5,

@@ -230,7 +230,7 @@ def _select(get, outs, k, mins=None):
     if n <= _SMALL: return _select_small(get, outs, k, mins)
     # the sampled pass ignores the floors: its result stands where every tensor keeps them anyway (then the greedy
     # selection never skips a tensor), else the histogram path below redoes the selection with them
-    # on CPU only: on an H100 it made a 1.07B-weight global selection 2.8x slower (bench/gpu_cost.py)
+    # on CPU only: on an H100 it made a 1.07B-weight global selection 2.8x slower (bench/gpu_cost.py, since replaced by bench/gpu.py)
     if outs[0].device.type == 'cpu' and _select_sampled(get, outs, k, mins) and all(_n_true(o) >= m for o,m in zip(outs, mins) if m): return
     dev = outs[0].device
     bufs = _Bufs(dev)
