@@ -32,8 +32,9 @@ lacks (`pip download --no-deps`): fastai 2.8.12, fastcore 2.2.41, fastdownload 0
       && mkdir -p /tmp/stub/fasthtml && touch /tmp/stub/fasthtml/__init__.py \
       && echo '__all__=[]' > /tmp/stub/fasthtml/common.py \
       && export PYTHONPATH=/tmp/site:/tmp/stub:$PWD PYTHONUNBUFFERED=1 \
-      && python3 bench/gpu.py 2>&1 | tee $OUT/gpu.log; cp bench/results/gpu.md bench/results/gpu.json $OUT/
-It writes bench/results/gpu.md and .json.
+      && python3 bench/gpu.py 2>&1 | tee $OUT/gpu.log; cp bench/results/gpu.md bench/results/gpu.json $OUT/; \
+      python3 -m pytest -q tests/test_selection_cuda.py 2>&1 | tail -5 | tee $OUT/cuda_tests.log
+It writes bench/results/gpu.md and .json; the CUDA tests (no host sync in the accelerated path, the CPU's masks) follow.
 
 --smoke: tiny sizes and few steps on the CPU (torch.compile with the 'aot_eager' backend), every code path; results
 go to a temporary folder (or --results DIR), never to bench/results."""
