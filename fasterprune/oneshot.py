@@ -118,18 +118,23 @@ def _layer_keep(s:Tensor, k:int)->Tensor:
     return exact_keep([s], k)[0]
 
 # %% ../nbs/03b_one_shot.ipynb #f76c3bf5
-def _sparsegpt(W:Tensor, # (out, in) float32
-               H:Tensor, # (in, in) Σxxᵀ
-               k:int,    # weights to prune in all (unstructured; ignored with `nm`)
-               nm:NM|None=None, block:int=128, damp:float=0.01)->tuple:
-    "(new weights, keep mask) by SparseGPT's column-wise reconstruction"
-    W,H = W.clone(),H.clone()
-    rows,cols = W.shape
+def _inv_chol(H:Tensor, damp:float)->Tensor:
+    "Upper Cholesky factor of the dampened (H + δI)⁻¹, overwriting `H`: at most two (in, in) matrices at a time"
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
     H.diagonal().add_(damp * torch.diag(H).mean())
-    L = torch.linalg.cholesky(H)
-    U = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    H = torch.linalg.cholesky(H)        # each step frees the matrix before it: no caller holds `H`
+    H = torch.cholesky_inverse(H)
+    return torch.linalg.cholesky(H, upper=True)
+
+def _sparsegpt(W:Tensor, # (out, in) float32
+               H:Tensor|list, # (in, in) Σxxᵀ; or [Σxxᵀ], a list that gives it up: then it is overwritten, not copied
+               k:int,    # weights to prune in all (unstructured; ignored with `nm`)
+               nm:NM|None=None, block:int=128, damp:float=0.01)->tuple:
+    "(new weights, keep mask) by SparseGPT's column-wise reconstruction"
+    W = W.clone()
+    rows,cols = W.shape
+    U = _inv_chol(H.pop() if isinstance(H, list) else H.clone(), damp)
     keep = torch.ones_like(W, dtype=torch.bool)
     if nm: block = max(nm.group, block // nm.group * nm.group)
     done = 0
@@ -270,8 +275,10 @@ def _new_weight(layer, st, method, s, g)->Tensor:
         conv = w.dim() > 2
         perm = torch.arange(w[0].numel(), device=w.device).reshape(w.shape[1], -1).T.reshape(-1) if conv else None
         W2 = w.reshape(o, -1) if not conv else w.reshape(o, -1)[:, perm]
-        H = st.H if not conv else st.H[perm][:, perm]
-        if not bool(torch.isfinite(H).all()): raise ValueError(f"calib: the inputs of layer {st.name!r} are not finite (NaN or inf)")
+        if st.H is None: st.norms()      # the layer saw no input: its error
+        H = [st.H if not conv else st.H[perm][:, perm]]
+        st.H = None                          # _sparsegpt overwrites and frees the Hessian (memory: see _inv_chol)
+        if not bool(torch.isfinite(H[0]).all()): raise ValueError(f"calib: the inputs of layer {st.name!r} are not finite (NaN or inf)")
         new,keep = _sparsegpt(W2, H, round(s/100 * w.numel()), nm)
         if conv:
             inv = torch.argsort(perm)
@@ -283,7 +290,7 @@ def _new_weight(layer, st, method, s, g)->Tensor:
         elif method == 'wanda': keep = _row_keep(sc.reshape(o, -1), round(s/100 * w[0].numel())).reshape(shape)
         else: keep = _layer_keep(sc, round(s/100 * w.numel()))
         new = w
-    new = torch.where(keep, new, torch.zeros_like(new)).to(layer.weight.dtype)
+    new = (new.masked_fill_ if method == 'sparsegpt' else new.masked_fill)(~keep, 0).to(layer.weight.dtype)   # sparsegpt: its own copy
     return from_out_in(layer, new)
 
 # %% ../nbs/03b_one_shot.ipynb #539c0f22
