@@ -118,18 +118,23 @@ def _layer_keep(s:Tensor, k:int)->Tensor:
     return exact_keep([s], k)[0]
 
 # %% ../nbs/03b_one_shot.ipynb #f76c3bf5
-def _sparsegpt(W:Tensor, # (out, in) float32
-               H:Tensor, # (in, in) Σxxᵀ
-               k:int,    # weights to prune in all (unstructured; ignored with `nm`)
-               nm:NM|None=None, block:int=128, damp:float=0.01)->tuple:
-    "(new weights, keep mask) by SparseGPT's column-wise reconstruction"
-    W,H = W.clone(),H.clone()
-    rows,cols = W.shape
+def _inv_chol(H:Tensor, damp:float)->Tensor:
+    "Upper Cholesky factor of the dampened (H + δI)⁻¹, overwriting `H`: at most two (in, in) matrices at a time"
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
     H.diagonal().add_(damp * torch.diag(H).mean())
-    L = torch.linalg.cholesky(H)
-    U = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    H = torch.linalg.cholesky(H)        # each step frees the matrix before it: no caller holds `H`
+    H = torch.cholesky_inverse(H)
+    return torch.linalg.cholesky(H, upper=True)
+
+def _sparsegpt(W:Tensor, # (out, in) float32
+               H:Tensor|list, # (in, in) Σxxᵀ; or [Σxxᵀ], a list that gives it up: then it is overwritten, not copied
+               k:int,    # weights to prune in all (unstructured; ignored with `nm`)
+               nm:NM|None=None, block:int=128, damp:float=0.01)->tuple:
+    "(new weights, keep mask) by SparseGPT's column-wise reconstruction"
+    W = W.clone()
+    rows,cols = W.shape
+    U = _inv_chol(H.pop() if isinstance(H, list) else H.clone(), damp)
     keep = torch.ones_like(W, dtype=torch.bool)
     if nm: block = max(nm.group, block // nm.group * nm.group)
     done = 0
@@ -234,13 +239,12 @@ def _first(out):
     raise ValueError(f"a block returned a {type(out).__name__}: expected a Tensor or a tuple starting with one")
 
 def _next_inputs(block, xs:list, b:int)->list:
-    "Run `block` (number `b`) on each captured (args, kwargs); the inputs of the next block"
-    res = []
-    for i,(a,k) in enumerate(xs):
+    "Run `block` (number `b`) on each captured (args, kwargs) and put the next block's inputs in their place in `xs`"
+    for i,(a,k) in enumerate(xs):        # in place: one batch's inputs are freed as soon as its outputs exist
         try: y = _first(block(*a, **k))
         except Exception as e: raise _rejected(e, f"block {b}, run on the inputs of calibration batch {i},") from e
-        res.append(((y, *a[1:]), k) if a else ((), {**k, 'hidden_states': y}))
-    return res
+        xs[i] = ((y, *a[1:]), k) if a else ((), {**k, 'hidden_states': y})
+    return xs
 
 # %% ../nbs/03b_one_shot.ipynb #17e9dfe5
 def _collect(layers:dict, hessian:bool, run)->dict:
@@ -270,8 +274,10 @@ def _new_weight(layer, st, method, s, g)->Tensor:
         conv = w.dim() > 2
         perm = torch.arange(w[0].numel(), device=w.device).reshape(w.shape[1], -1).T.reshape(-1) if conv else None
         W2 = w.reshape(o, -1) if not conv else w.reshape(o, -1)[:, perm]
-        H = st.H if not conv else st.H[perm][:, perm]
-        if not bool(torch.isfinite(H).all()): raise ValueError(f"calib: the inputs of layer {st.name!r} are not finite (NaN or inf)")
+        if st.H is None: st.norms()      # the layer saw no input: its error
+        H = [st.H if not conv else st.H[perm][:, perm]]
+        st.H = None                          # _sparsegpt overwrites and frees the Hessian (memory: see _inv_chol)
+        if not bool(torch.isfinite(H[0]).all()): raise ValueError(f"calib: the inputs of layer {st.name!r} are not finite (NaN or inf)")
         new,keep = _sparsegpt(W2, H, round(s/100 * w.numel()), nm)
         if conv:
             inv = torch.argsort(perm)
@@ -283,7 +289,7 @@ def _new_weight(layer, st, method, s, g)->Tensor:
         elif method == 'wanda': keep = _row_keep(sc.reshape(o, -1), round(s/100 * w[0].numel())).reshape(shape)
         else: keep = _layer_keep(sc, round(s/100 * w.numel()))
         new = w
-    new = torch.where(keep, new, torch.zeros_like(new)).to(layer.weight.dtype)
+    new = (new.masked_fill_ if method == 'sparsegpt' else new.masked_fill)(~keep, 0).to(layer.weight.dtype)   # sparsegpt: its own copy
     return from_out_in(layer, new)
 
 # %% ../nbs/03b_one_shot.ipynb #539c0f22
@@ -328,14 +334,31 @@ def _layer_targets(layers, sparsity, layer_sparsity)->dict:
     return res
 
 # %% ../nbs/03b_one_shot.ipynb #b85a2bb5
+def _bits(t:Tensor)->Tensor:
+    "`t` viewed as integers of its size: compared bit for bit (-0.0 differs from 0.0, a NaN equals itself)"
+    return t.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
 class _Writer:
     "Writes new weights, keeping the originals on CPU (when `snapshot`) to write them back on error"
     def __init__(self, snapshot:bool): self.snapshot,self.saved = snapshot,[]
+    def _save(self, layer, new:Tensor):
+        "The original weight: where at most half of it changes (Wanda, magnitude), only the changed values and a bit mask"
+        import numpy as np
+        old = layer.weight.detach()
+        ch = _bits(old) != _bits(new) if old.is_contiguous() and new.dtype == old.dtype and new.shape == old.shape else None
+        if ch is None or 2 * int(ch.sum()) > ch.numel(): return (layer, old.to('cpu', copy=True))
+        return (layer, np.packbits(ch.reshape(-1).cpu().numpy()), old[ch].cpu())
     def write(self, layer, new:Tensor):
-        if self.snapshot: self.saved.append((layer, layer.weight.detach().to('cpu', copy=True)))
+        if self.snapshot: self.saved.append(self._save(layer, new))
         layer.weight.data.copy_(new)
     def restore(self):
-        for l,w in reversed(self.saved): l.weight.data.copy_(w)
+        import numpy as np
+        for l,*s in reversed(self.saved):
+            w = l.weight.data
+            if len(s) == 1: w.copy_(s[0])
+            else:
+                ch = torch.from_numpy(np.unpackbits(s[0], count=w.numel()).astype(bool)).to(w.device)
+                w.view(-1)[ch] = s[1].to(w.device)
         self.saved = []
 
 def _owl(groups:list, stats:dict, layers:dict, s:float, lmbda:float, m:float)->dict:
@@ -409,7 +432,7 @@ def _by_block(model, calib, dev, blocks, layers, targets, method, g, ls, need_x,
                          "pass: pass a list or a DataLoader, or leave them out with exclude")
     xs = _capture(model, blocks[0], calib, dev)
     if ls == 'owl':                      # dense pass: the outlier ratio of each block
-        ys,st = xs,{}
+        ys,st = list(xs),{}          # a copy of the list: _next_inputs replaces its items
         for b,(blk,grp) in enumerate(zip(blocks, groups)):
             st.update(_collect({n: layers[n] for n in grp}, False, lambda: _run_block(blk, ys, b)))
             if b < len(blocks) - 1: ys = _next_inputs(blk, ys, b)
