@@ -127,7 +127,7 @@ class SparsifyCallback(_MaskingCallback):
         start_sparsity:float=0.,          # Sparsity before the window, in percent
         start_epoch:float=0.,             # Epoch at which pruning starts (the dense lead-in before it)
         end_epoch:float=None,             # Epoch at which the target is reached; None: end of training
-        prune_every=None,                 # None: up to ~200 updates per ramp (see schedules); k: every k batches; 'epoch'
+        prune_every=None,                 # None: every batch of the ramp (with `rewind_epoch`: 'change'); k: every k batches; 'epoch'; 'change'
         mask_end_epoch:float=None,        # Masks keep updating at the target until this epoch; None: frozen after ramp
         layer_sparsity:dict=None,         # Per-layer targets {name or pattern: percent}; 'global': the rest makes up the total
         layer_types:tuple=None,           # Layer types to prune; None: Linear, Conv and ConvTranspose layers
@@ -141,6 +141,7 @@ class SparsifyCallback(_MaskingCallback):
         example_inputs=None,              # Inputs to trace channels ('filter', 'coupled'); None: the first training batch
         rewind_epoch=None,                # Rewind the weights to the start of this epoch after each pruning step (see rewind)
     ):
+        if prune_every is None and rewind_epoch is not None: prune_every = 'change'   # a rewind per sparsity step, not per batch
         self.schedule = SparsitySchedule(schedule, sparsity, start_sparsity, start_epoch, end_epoch, prune_every,
                                          mask_end_epoch)
         self.granularity = g = _as_granularity(granularity)

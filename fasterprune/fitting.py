@@ -117,7 +117,7 @@ class PruneRun:
                  offset:float=0.): # epochs waited before this fit (for `history`)
         schedule.window(n_epoch)
         self.sp, self.n_epoch, self.n_batch, self.sync, self.offset = sp, n_epoch, n_batch, sync or RankSync(), offset
-        self.schedule = s = SparsitySchedule(one_shot, schedule.final) if completed else schedule
+        self.schedule = s = SparsitySchedule(one_shot, schedule.final, prune_every='change') if completed else schedule
         self.vals, self.prev, recompute = _plan_fit(s, n_epoch, n_batch)
         self.decide = {i for i, r in enumerate(recompute) if r}
         self.steps = np.array(sorted(self.decide), dtype=int)

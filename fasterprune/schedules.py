@@ -93,8 +93,6 @@ def check_schedule(sched, start, end, n:int=101):
     return vals
 
 # %% ../nbs/00_schedules.ipynb #67d95947
-_UPDATES = 100   # prune_every=None: masks follow a ramp every 1/_UPDATES of it, and when it moved 1/_UPDATES of its range
-
 class SparsitySchedule:
     "Scheduled sparsity (%) at any point of a fit: `start` before the window, `sched` inside, its final value after"
     def __init__(self,
@@ -103,7 +101,7 @@ class SparsitySchedule:
         start:float=0.,         # Sparsity before the window, in percent
         start_epoch:float=0.,   # Epoch at which the window opens (fractions allowed)
         end_epoch:float=None,   # Epoch at which it closes; None: the end of training
-        prune_every=None,       # None: every 1/100 of the ramp, at moves of 1/100 of its range and at jumps; k: every k batches; 'epoch'
+        prune_every=None,       # None or 1: every batch of the ramp; k: every k batches; 'epoch'; 'change': where the sparsity changes
         mask_end_epoch:float=None, # Masks keep updating at the target until this epoch; None: frozen after the ramp
     ):
         for nm, v in (('sparsity', end), ('start_sparsity', start)):
@@ -116,13 +114,15 @@ class SparsitySchedule:
             raise ValueError(f"`start_epoch` ({start_epoch}) must be < `end_epoch` ({end_epoch})")
         if mask_end_epoch is not None and mask_end_epoch < (end_epoch if end_epoch is not None else start_epoch):
             raise ValueError(f"`mask_end_epoch` ({mask_end_epoch}) must be >= `end_epoch` ({end_epoch})")
-        if not (prune_every is None or prune_every == 'epoch' or
+        if not (prune_every is None or prune_every in ('epoch', 'change') or
                 (isinstance(prune_every, numbers.Integral) and not isinstance(prune_every, bool) and prune_every >= 1)):
-            raise ValueError(f"`prune_every` must be None, an integer >= 1 (batches) or 'epoch', got {prune_every!r}")
+            raise ValueError(f"`prune_every` must be None, an integer >= 1 (batches), 'epoch' or 'change', got {prune_every!r}")
+        if prune_every == 'change' and mask_end_epoch is not None:
+            raise ValueError("`mask_end_epoch` updates masks at constant sparsity, which prune_every='change' never does: "
+                             "pass one of the two")
         self.sched,self.end,self.start,self.start_epoch,self.end_epoch = sched,float(end),float(start),float(start_epoch),end_epoch
         self.prune_every,self.mask_end_epoch = prune_every,mask_end_epoch
         self.final = float(check_schedule(sched, self.start, self.end)[-1])
-        self.step = abs(self.final - self.start)/_UPDATES   # a move that the default rule applies at once
 
     def window(self, n_epoch):
         "The (start_epoch, end_epoch) of the ramp for a fit of `n_epoch` epochs"
@@ -158,24 +158,12 @@ class SparsitySchedule:
         "Index of the training batch on which the ramp ends (its last value is applied there)"
         return math.ceil(self.window(n_epoch)[1]*n_batch - 1e-9) - 1
 
-    def _grid(self, n_epoch:int, n_batch:int):
-        "The ramp's first training batch, and the default rule's interval: 1/100 of the ramp's batches (at least 1)"
-        first = math.floor(self.window(n_epoch)[0]*n_batch + 1e-9)
-        return first, max(1, math.ceil((self.ramp_end_batch(n_epoch, n_batch) - first + 1)/_UPDATES))
-
     def is_prune_step(self, i:int, n_epoch:int, n_batch:int, value:float, last:float|None)->bool:
         "Whether masks are recomputed at batch `i` of the fit, where the schedule gives `value` and `last` was applied"
         p, (s, e) = (i + 1) / n_batch, self.window(n_epoch)
         changed = value != (0. if last is None else last)
-        if p <= s or p > self.mask_end(n_epoch): return changed
-        k = n_batch if self.prune_every == 'epoch' else self.prune_every
-        if k is None:
-            if p <= e:   # the ramp: on a grid of 1/100 of it, at a move of 1/100 of its range, at a step's jump, at its end
-                first, every = self._grid(n_epoch, n_batch)
-                return changed and ((i - first + 1) % every == 0 or i == self.ramp_end_batch(n_epoch, n_batch)
-                                    or abs(value - (0. if last is None else last)) >= self.step*(1 - 1e-9)
-                                    or self(i/n_batch, n_epoch) == self((i - 1)/n_batch, n_epoch))   # held, then moved
-            k = n_batch                                  # after the ramp, in the mask window: once per epoch
+        if self.prune_every == 'change' or p <= s or p > self.mask_end(n_epoch): return changed
+        k = n_batch if self.prune_every == 'epoch' else self.prune_every or 1
         return changed and p > e or (i + 1) % k == 0 or i == self.ramp_end_batch(n_epoch, n_batch)
 
     def plan(self, n_epoch:int, n_batch:int):
@@ -286,7 +274,7 @@ def from_steps(sched,          # the schedule f(start, end, pos) of the ramp
                every:int=1,    # steps between two mask updates (INC's `pruning_frequency`)
                n_batch:int=1,  # training batches (optimizer steps) per epoch, `len(dls.train)`: converts steps to epochs
               )->dict:
-    "`SparsifyCallback` arguments `schedule`, `start_epoch`, `end_epoch` for a ramp written in optimizer steps"
+    "`SparsifyCallback` arguments `schedule`, `start_epoch`, `end_epoch`, `prune_every` for a ramp written in optimizer steps"
     for nm,v,lo in (('start_step', start_step, 0), ('end_step', end_step, 0), ('every', every, 1), ('n_batch', n_batch, 1)):
         if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
             raise ValueError(f"from_steps: `{nm}` must be an integer >= {lo}, got {v!r}")
@@ -296,6 +284,6 @@ def from_steps(sched,          # the schedule f(start, end, pos) of the ramp
         if start_step == 0:
             raise ValueError("from_steps: a one-shot prune at step 0 happens before any training: prune with "
                              "`Sparsifier.prune` before the fit, then fine-tune with `PatternLock`")
-        return dict(schedule=one_shot, start_epoch=(start_step - 1)/n_batch, end_epoch=start_step/n_batch)
+        return dict(schedule=one_shot, start_epoch=(start_step - 1)/n_batch, end_epoch=start_step/n_batch, prune_every='change')
     return dict(schedule=functools.partial(stepwise, sched=sched, n=K), start_epoch=start_step/n_batch,
-                end_epoch=(start_step + K*every)/n_batch)
+                end_epoch=(start_step + K*every)/n_batch, prune_every='change')   # masks held between updates
