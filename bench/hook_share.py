@@ -66,7 +66,7 @@ def learner(name):
 def callback(setting):
     if setting == 'every batch': return TimedSparsify(CONFIG['sparsity'], schedule=sched_onecycle, prune_every=1)
     if setting == 'default': return TimedSparsify(CONFIG['sparsity'], schedule=sched_onecycle)
-    return TimedSparsify(CONFIG['sparsity'], schedule=one_shot)
+    return TimedSparsify(CONFIG['sparsity'], schedule=one_shot, prune_every='change')   # one prune, then masks only
 
 def run(name, setting):
     "One fit: the callback's time per event, per recompute, and the training steps without it"
