@@ -339,6 +339,20 @@ def _revive_bn(bn, revived):
     if bn.weight is not None: bn.weight.masked_fill_(revived, 1.); bn.bias.masked_fill_(revived, 0.)
     if bn.running_mean is not None: bn.running_mean.masked_fill_(revived, 0.); bn.running_var.masked_fill_(revived, 1.)
 
+def _channels_follow(layers:dict, bns:dict, keep:dict, old:dict):
+    "Zero the bias and BatchNorm of the channels `keep` drops, fresh BatchNorm where one comes back (`old`: before): two batched calls"
+    mt,mm,at,am = [],[],[],[]
+    for n,l in layers.items():
+        c,bn = keep[n],bns.get(n)
+        stay,back = c & old[n],c & ~old[n]
+        pairs = [(getattr(l, 'bias', None), c)]
+        if bn is not None: pairs += [(bn.weight, stay), (bn.bias, stay), (bn.running_mean, stay), (bn.running_var, ~back)]
+        for t,m in pairs:
+            if t is not None: mt.append(t); mm.append(m)
+        if bn is not None: at += [t for t in (bn.weight, bn.running_var) if t is not None]; am += [back]*(len(at) - len(am))
+    if mt: torch._foreach_mul_(mt, mm)
+    if at: torch._foreach_add_(at, am)   # BatchNorm weight and running variance back to 1
+
 
 def _check_scores(s, name, w):
     "Cheap checks of a criterion's scores; `check_scores` explains any failure"
@@ -668,10 +682,7 @@ def prune(self:Sparsifier, sparsity:float, # target in percent, [0, 100] (N:M: u
         for n,l in self.layers.items():
             if n in lean: continue
             _mul_mask(l.weight, l.weight_mask, l.weight_pruned if keep else None)
-            if kc:
-                keep_c = _chan_keep(l, l.weight_mask)
-                _kill_channels(l, self._bn.get(n), keep_c)
-                _revive_bn(self._bn.get(n), keep_c & ~old[n])
+        if kc: _channels_follow(self.layers, self._bn, {n: _chan_keep(l, l.weight_mask) for n,l in self.layers.items()}, old)
         if self.groups: _kill_group_norms(self.groups, old_groups)
         known = {n: src.kept for n,src in srcs.items() if src.kept is not None}
         self.kept = {n: lean[n].kept if n in lean else known[n] if n in known else int(torch.count_nonzero(l.weight_mask))
@@ -828,20 +839,6 @@ def _prune_on_device(self:Sparsifier, s:float, own:dict, keep:bool):
         torch.mul(ws[n], l.weight_mask, out=l.weight.detach())
         self.kept[n] = (ns[n] - ks[n] if n in ks else keeps[n].sum())*(l.weight.numel()//ns[n])   # a 'global' layer's: on the device
     if g.kills_channel: _channels_follow(L, self._bn, keeps, old)   # 'filter': a structure is an output channel
-
-def _channels_follow(layers:dict, bns:dict, keep:dict, old:dict):
-    "Zero the bias and BatchNorm of the channels `keep` drops, fresh BatchNorm where one comes back (`old`: before): two batched calls"
-    mt,mm,at,am = [],[],[],[]
-    for n,l in layers.items():
-        c,bn = keep[n],bns.get(n)
-        stay,back = c & old[n],c & ~old[n]
-        pairs = [(getattr(l, 'bias', None), c)]
-        if bn is not None: pairs += [(bn.weight, stay), (bn.bias, stay), (bn.running_mean, stay), (bn.running_var, ~back)]
-        for t,m in pairs:
-            if t is not None: mt.append(t); mm.append(m)
-        if bn is not None: at += [t for t in (bn.weight, bn.running_var) if t is not None]; am += [back]*(len(at) - len(am))
-    torch._foreach_mul_(mt, mm)
-    if at: torch._foreach_add_(at, am)   # BatchNorm weight and running variance back to 1
 
 @patch
 def _defer_check(self:Sparsifier, finite:Tensor, names:list):
