@@ -8,8 +8,7 @@ epoch of `batches` training batches with `SparsifyCallback(90)`, its events time
 `TimedSparsify`); the training step is timed from each training batch's first event to its last, less the
 callback's time inside it (the validation pass is not part of the step). The settings, one after the other in one process:
 
-- 'every batch': `prune_every=1` on a one-cycle ramp: a mask recompute after every optimizer step;
-- 'default': the callback as users get it, on this short fit (a ramp of `batches` batches);
+- 'every batch': the default (`prune_every=None`, the same as 1) on a one-cycle ramp: a mask recompute after every optimizer step;
 - 'masks held': one-shot pruning on the first batch, then masks only kept in force: what a batch costs between
   recomputes.
 
@@ -30,7 +29,7 @@ import _common
 
 CONFIG = dict(models=dict(resnet18=dict(bs=64, size=32, classes=10), transformer=dict(bs=32, seq=128, d_model=512,
               layers=6, heads=8, ff=2048, classes=10)), batches=8, sparsity=90, schedule='sched_onecycle',
-              settings=['every batch', 'default', 'masks held'], readme_fit=dict(epochs=10, end_epoch=7, samples=50_000),
+              settings=['every batch', 'masks held'], readme_fit=dict(epochs=10, end_epoch=7, samples=50_000),
               threads=1, seed=0)
 ONCE = ('before_fit', 'after_fit', 'after_cancel_fit')   # events of the fit's start and end; the others run per batch
 
@@ -64,8 +63,7 @@ def learner(name):
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=SGD)
 
 def callback(setting):
-    if setting == 'every batch': return TimedSparsify(CONFIG['sparsity'], schedule=sched_onecycle, prune_every=1)
-    if setting == 'default': return TimedSparsify(CONFIG['sparsity'], schedule=sched_onecycle)
+    if setting == 'every batch': return TimedSparsify(CONFIG['sparsity'], schedule=sched_onecycle)   # the default
     return TimedSparsify(CONFIG['sparsity'], schedule=one_shot, prune_every='change')   # one prune, then masks only
 
 def run(name, setting):
