@@ -6,7 +6,7 @@ Docs: https://fasterprune.github.io/fasterprune/one_shot.html.md"""
 
 # %% ../nbs/03b_one_shot.ipynb #cc591a17
 from __future__ import annotations
-import math, warnings
+import math, warnings, numpy as np
 from collections.abc import Mapping
 import torch, torch.nn.functional as F
 from torch import nn, Tensor
@@ -343,7 +343,6 @@ class _Writer:
     def __init__(self, snapshot:bool): self.snapshot,self.saved = snapshot,[]
     def _save(self, layer, new:Tensor):
         "The original weight: where at most half of it changes (Wanda, magnitude), only the changed values and a bit mask"
-        import numpy as np
         old = layer.weight.detach()
         ch = _bits(old) != _bits(new) if old.is_contiguous() and new.dtype == old.dtype and new.shape == old.shape else None
         if ch is None or 2 * int(ch.sum()) > ch.numel(): return (layer, old.to('cpu', copy=True))
@@ -352,7 +351,6 @@ class _Writer:
         if self.snapshot: self.saved.append(self._save(layer, new))
         layer.weight.data.copy_(new)
     def restore(self):
-        import numpy as np
         for l,*s in reversed(self.saved):
             w = l.weight.data
             if len(s) == 1: w.copy_(s[0])
